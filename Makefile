@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Both set up .venv/ first, from nothing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: run test lint setup chromium bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) is required (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Headless Chromium for the browser tests, from Debian's packages (Playwright's own browser download is not used).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "error: install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap_demo
+	PORT=$(PORT) $(PY) manage.py run_stack
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: $(STAMP) chromium lint
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(PY) -m ml.bench --json
+
+clean:
+	rm -rf $(VENV) var/
