@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+MASK = "•••••"
+
+# How each class of the model reads on screen; the model's own class names stay the stored values.
+CLASS_LABELS = {
+    "chickenpox": "Chickenpox",
+    "measles": "Measles",
+    "monkeypox": "Mpox (monkeypox)",
+    "normal": "Normal skin",
+}
+MPOX_CLASS = "monkeypox"
+
+
+def class_label(name: str) -> str:
+    return CLASS_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+class ModelVersion(models.Model):
+    """One set of model weights the workers have used; exactly one is active (the one the workers load)."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    weights_sha256 = models.CharField(max_length=64, unique=True)
+    class_names = models.JSONField(default=list)
+    metrics = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_model_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class Patient(models.Model):
+    hospital_identifier = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Patient {self.masked_identifier}"
+
+    @property
+    def masked_identifier(self) -> str:
+        """The last four characters only: enough for a nurse to check the patient, too little to identify them."""
+        return MASK + self.hospital_identifier[-4:]
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases_created")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk}"
+
+
+class LesionImage(models.Model):
+    class BodyPart(models.TextChoices):
+        FACE = "face", "Face"
+        HAND = "hand", "Hand"
+        ARM = "arm", "Arm"
+        LEG = "leg", "Leg"
+        TRUNK = "trunk", "Trunk"
+        FOOT = "foot", "Foot"
+        GENITAL = "genital", "Genital / perianal"
+        CLOSE_RANGE = "close_range", "Close-range"
+
+    class Stage(models.TextChoices):
+        EARLY = "early", "Early"
+        LATER = "later", "Later"
+        UNKNOWN = "unknown", "Unknown"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="images")
+    # A random file name: no patient identifier ever appears in a path.
+    file = models.FileField(upload_to="lesions/", max_length=200)
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the file as uploaded, before metadata stripping")
+    size_bytes = models.PositiveBigIntegerField(help_text="Size of the file as uploaded")
+    image_format = models.CharField(max_length=8)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    body_part = models.CharField(max_length=16, choices=BodyPart.choices)
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["uploaded_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk}"
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.image_format.lower()}"
+
+    def latest_analysis(self) -> Analysis | None:
+        return self.analyses.order_by("-pk").first()
+
+
+class Analysis(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Analysing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    image = models.ForeignKey(LesionImage, on_delete=models.PROTECT, related_name="analyses")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    probabilities = models.JSONField(default=dict, blank=True)
+    label = models.CharField(max_length=64, blank=True)
+    inconclusive = models.BooleanField(default=False)
+    heatmap_overlay = models.FileField(upload_to="heatmaps/", max_length=200, blank=True)
+    heatmap = models.FileField(upload_to="heatmaps/", max_length=200, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "analyses"
+
+    def __str__(self) -> str:
+        return f"Analysis {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def label_display(self) -> str:
+        return class_label(self.label)
+
+    @property
+    def mpox_probability(self) -> float:
+        return float(self.probabilities.get(MPOX_CLASS, 0.0))
+
+    @property
+    def mpox_percent(self) -> float:
+        return 100 * self.mpox_probability
+
+    @property
+    def shows_isolation_advisory(self) -> bool:
+        return self.status == self.Status.DONE and self.mpox_probability >= settings.MPOX_ADVISORY_THRESHOLD
+
+    def probability_rows(self) -> list[dict[str, Any]]:
+        """One row per class in the model's order, for the probability bars."""
+        order = self.model_version.class_names if self.model_version else list(self.probabilities)
+        return [
+            {
+                "name": name,
+                "label": class_label(name),
+                "percent": round(100 * float(self.probabilities.get(name, 0.0)), 1),
+                "top": name == self.label,
+            }
+            for name in order
+        ]
+
+    def mark_running(self) -> None:
+        self.status = self.Status.RUNNING
+        self.started_at = timezone.now()
+        self.attempts += 1
+
+    def mark_failed(self, message: str) -> None:
+        self.status = self.Status.FAILED
+        self.error_message = message
+        self.finished_at = timezone.now()
+
+    def mark_requeued(self) -> None:
+        self.status = self.Status.QUEUED
+        self.queued_at = timezone.now()
+        self.started_at = None

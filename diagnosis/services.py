@@ -1,0 +1,330 @@
+"""Every write and every piece of orchestration in the clinical domain.
+
+Keyword-only, typed, named ``<entity>_<action>``. Views and tasks call these; nothing else writes rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import secrets
+import uuid
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import kombu
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from PIL import Image
+
+from diagnosis.access import ADMIN, ROLES
+from diagnosis.models import Analysis, Case, LesionImage, ModelVersion, Patient
+from ml.imaging import ImageError, image_format, open_image, strip_metadata
+
+if TYPE_CHECKING:
+    from ml.inference import Predictor
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+MSG_FILE_MISSING = "The stored photo could not be found. Please upload it again."
+MSG_MODEL_UNAVAILABLE = (
+    "The analysis server could not load the model. The photo is kept; please tell the administrator."
+)
+MSG_TECHNICAL = "The analysis failed because of a technical problem. The photo is kept; ask a clinician to review it."
+MSG_GAVE_UP = (
+    "The analysis was interrupted several times and has been stopped. The photo is kept; ask a clinician to review it."
+)
+
+
+# --- patients and cases ---
+
+
+def case_create(*, hospital_identifier: str, created_by: User) -> Case:
+    """Open a case for the patient with this hospital identifier, registering the patient on first sight."""
+    identifier = hospital_identifier.strip()
+    if not identifier:
+        raise ValidationError({"hospital_identifier": "Enter the patient's hospital identifier."})
+    with transaction.atomic():
+        patient, _ = Patient.objects.get_or_create(hospital_identifier=identifier, defaults={"created_by": created_by})
+        return Case.objects.create(patient=patient, created_by=created_by)
+
+
+# --- lesion images ---
+
+
+def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, uploaded_by: User) -> LesionImage:
+    """Validate, store and queue one photo for analysis.
+
+    Everything is checked before anything is written: the tags, the size, and the content (the format is sniffed
+    from the bytes, never taken from the file name). The stored copy has its metadata (GPS!) stripped; the sha256
+    is of the original. The file and the rows appear together or not at all.
+
+    Raises ``ml.imaging.ImageError`` (a sentence for the nurse) or ``ValidationError`` for bad tags.
+    """
+    if body_part not in LesionImage.BodyPart.values:
+        raise ValidationError({"body_part": "Choose the body part the photo shows."})
+    if stage not in LesionImage.Stage.values:
+        raise ValidationError({"stage": "Choose the stage of the lesion."})
+    # Header, pixel count and a reduced-scale decode that reads every byte (so truncation is caught), with this
+    # site's limits; then the format, sniffed from the content.
+    open_image(data, max_pixels=settings.MPOX_MAX_PIXELS, max_bytes=settings.MPOX_MAX_UPLOAD_BYTES, target_short_side=1)
+    fmt = image_format(data)
+    stored = strip_metadata(data)
+    with Image.open(io.BytesIO(stored)) as header:
+        width, height = header.size
+
+    name = default_storage.save(f"lesions/{uuid.uuid4().hex}.{EXTENSIONS[fmt]}", ContentFile(stored))
+    try:
+        with transaction.atomic():
+            image = LesionImage.objects.create(
+                case=case,
+                file=name,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                image_format=fmt,
+                width=width,
+                height=height,
+                body_part=body_part,
+                stage=stage,
+                uploaded_by=uploaded_by,
+            )
+            analysis_create(image=image)
+    except BaseException:
+        default_storage.delete(name)
+        raise
+    return image
+
+
+# --- analyses ---
+
+
+def analysis_create(*, image: LesionImage) -> Analysis:
+    """Queue an analysis of ``image``; the task is sent only once the surrounding transaction commits."""
+    analysis = Analysis.objects.create(image=image)
+    transaction.on_commit(partial(_analysis_enqueue, analysis.pk))
+    return analysis
+
+
+def _analysis_enqueue(analysis_id: int) -> None:
+    from diagnosis import tasks
+
+    try:
+        tasks.analysis_run.delay(analysis_id)
+    except Exception:
+        # The row is committed and stays queued: the stale sweep sends it again once the broker is back.
+        logger.exception("could not send analysis %s to the broker; the stale sweep will retry", analysis_id)
+
+
+def analysis_run(*, analysis_id: int) -> Analysis | None:
+    """Run the model on one queued analysis and store the result, or a message a nurse understands.
+
+    Claims the row first (queued -> running), so a duplicate message does nothing. A bad image is a permanent
+    failure; database errors propagate, for the task to retry.
+    """
+    # Imported here, not at the top: keeps torch out of the web processes.
+    from diagnosis import inference
+    from ml.inference import heatmap_png, overlay_png
+
+    now = timezone.now()
+    claimed = Analysis.objects.filter(pk=analysis_id, status=Analysis.Status.QUEUED).update(
+        status=Analysis.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        logger.info("analysis %s is not queued (already taken or gone); skipping", analysis_id)
+        return None
+    analysis = Analysis.objects.select_related("image").get(pk=analysis_id)
+
+    try:
+        with analysis.image.file.open("rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        logger.error("analysis %s: stored photo %s is missing", analysis_id, analysis.image.file.name)
+        return _analysis_fail(analysis, MSG_FILE_MISSING)
+    try:
+        predictor = inference.predictor_get()
+    except Exception:
+        logger.exception("analysis %s: the model could not be loaded", analysis_id)
+        return _analysis_fail(analysis, MSG_MODEL_UNAVAILABLE)
+
+    try:
+        prediction = predictor.predict(data, heatmap=True)
+        overlay = heatmap = b""
+        if prediction.heatmap is not None:
+            overlay = overlay_png(data, prediction.heatmap, preprocessing=predictor.checkpoint.preprocessing)
+            heatmap = heatmap_png(prediction.heatmap)
+    except ImageError as exc:
+        logger.warning("analysis %s: unusable image (%s)", analysis_id, type(exc).__name__)
+        return _analysis_fail(analysis, str(exc))
+    except Exception:
+        # Includes the soft time limit. The traceback goes to the log; the row gets a sentence.
+        logger.exception("analysis %s failed", analysis_id)
+        return _analysis_fail(analysis, MSG_TECHNICAL)
+
+    model_version = model_version_for_predictor(predictor=predictor)
+    written: list[str] = []
+    try:
+        if overlay:
+            stem = uuid.uuid4().hex
+            written.append(default_storage.save(f"heatmaps/{stem}-overlay.png", ContentFile(overlay)))
+            written.append(default_storage.save(f"heatmaps/{stem}.png", ContentFile(heatmap)))
+            analysis.heatmap_overlay.name, analysis.heatmap.name = written
+        analysis.status = Analysis.Status.DONE
+        analysis.model_version = model_version
+        analysis.probabilities = {name: float(p) for name, p in prediction.probabilities.items()}
+        analysis.label = prediction.label
+        analysis.inconclusive = prediction.inconclusive
+        timings = prediction.timings
+        analysis.timings = {
+            "decode_ms": round(timings.decode_ms, 2),
+            "model_ms": round(timings.model_ms, 2),
+            "heatmap_ms": round(timings.heatmap_ms, 2),
+            "total_ms": round(timings.total_ms, 2),
+        }
+        analysis.error_message = ""
+        analysis.finished_at = timezone.now()
+        analysis.save()
+    except BaseException:
+        for name in written:
+            default_storage.delete(name)
+        raise
+    logger.info("analysis %s done in %.0f ms", analysis_id, analysis.timings.get("total_ms", 0.0))
+    return analysis
+
+
+def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
+    analysis.mark_failed(message)
+    analysis.save(update_fields=["status", "error_message", "finished_at"])
+    return analysis
+
+
+def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = None) -> int:
+    """Send again the analyses left queued or running longer than ``older_than``; returns how many.
+
+    The database row is the source of truth. A worker killed mid-task (power cut, OOM, hard time limit) leaves its
+    row running and its message gone (the filesystem broker never redelivers; Redis only after its visibility
+    timeout). A row that has been started ``max_attempts`` times fails with a message instead, so a photo that kills
+    the worker cannot loop for ever.
+    """
+    if max_attempts is None:
+        max_attempts = settings.MPOX_ANALYSIS_MAX_ATTEMPTS
+    cutoff = timezone.now() - older_than
+    stale = Q(status=Analysis.Status.QUEUED, queued_at__lt=cutoff) | Q(
+        status=Analysis.Status.RUNNING, started_at__lt=cutoff
+    )
+    requeued = 0
+    with transaction.atomic():
+        for analysis in Analysis.objects.select_for_update().filter(stale).order_by("pk"):
+            if analysis.status == Analysis.Status.RUNNING and analysis.attempts >= max_attempts:
+                logger.warning("analysis %s gave up after %s attempts", analysis.pk, analysis.attempts)
+                _analysis_fail(analysis, MSG_GAVE_UP)
+                continue
+            analysis.mark_requeued()
+            analysis.save(update_fields=["status", "queued_at", "started_at"])
+            transaction.on_commit(partial(_analysis_enqueue, analysis.pk))
+            requeued += 1
+    if requeued:
+        logger.warning("requeued %s stale analyses", requeued)
+    return requeued
+
+
+# --- model versions ---
+
+
+def model_version_for_predictor(*, predictor: Predictor) -> ModelVersion:
+    """The row for the weights ``predictor`` runs, created on first sight (not made active)."""
+    model_version, _ = ModelVersion.objects.get_or_create(
+        weights_sha256=predictor.weights_sha256,
+        defaults={
+            "name": predictor.checkpoint.arch,
+            "version": predictor.version,
+            "class_names": list(predictor.class_names),
+            "metrics": predictor.checkpoint.metrics,
+        },
+    )
+    return model_version
+
+
+def model_version_ensure_active(*, predictor: Predictor | None = None) -> ModelVersion:
+    """Make the weights the workers load (``MPOX_MODEL_WEIGHTS``) the active model version."""
+    if predictor is None:
+        from diagnosis import inference
+
+        predictor = inference.predictor_get()
+    with transaction.atomic():
+        model_version = model_version_for_predictor(predictor=predictor)
+        ModelVersion.objects.filter(active=True).exclude(pk=model_version.pk).update(active=False)
+        if not model_version.active:
+            model_version.active = True
+            model_version.save(update_fields=["active"])
+    return model_version
+
+
+# --- users and roles ---
+
+
+def role_groups_ensure() -> list[Group]:
+    return [Group.objects.get_or_create(name=role)[0] for role in ROLES]
+
+
+def user_create_with_role(*, username: str, role: str, password: str | None = None) -> tuple[User, str]:
+    """A user in the ``role`` group; returns it with its password (a random one unless given)."""
+    if role not in ROLES:
+        raise ValidationError(f"unknown role {role!r}")
+    password = password or secrets.token_urlsafe(12)
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username=username, password=password)
+        if role == ADMIN:
+            user.is_staff = user.is_superuser = True
+            user.save(update_fields=["is_staff", "is_superuser"])
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user, password
+
+
+# --- health ---
+
+
+def health_check() -> tuple[bool, dict[str, str]]:
+    """The state of the database, the broker and the model, for /healthz."""
+    report: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        report["database"] = "ok"
+    except DatabaseError as exc:
+        report["database"] = f"error: {type(exc).__name__}"
+
+    try:
+        with kombu.Connection(
+            settings.CELERY_BROKER_URL,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            connect_timeout=2,
+        ) as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+        report["broker"] = "ok"
+    except Exception as exc:  # kombu raises transport-specific types
+        report["broker"] = f"error: {type(exc).__name__}"
+
+    if report["database"] != "ok":
+        report["model"] = "unknown"
+    else:
+        model_version = ModelVersion.objects.filter(active=True).first()
+        if model_version is None:
+            report["model"] = "error: no active model version"
+        elif not Path(settings.MPOX_MODEL_WEIGHTS).is_file():
+            report["model"] = "error: weights file missing"
+        else:
+            report["model"] = model_version.version
+    healthy = report["database"] == "ok" and report["broker"] == "ok" and not report["model"].startswith("error")
+    return healthy, report

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from diagnosis import views
+
+# Only ids of cases, images and analyses appear in URLs; never a hospital identifier.
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("healthz", views.healthz, name="healthz"),
+    path("cases/", views.case_list, name="case-list"),
+    path("cases/new", views.case_create, name="case-create"),
+    path("cases/<int:pk>/", views.case_detail, name="case-detail"),
+    path("cases/<int:pk>/images", views.image_upload, name="image-upload"),
+    path("images/<int:pk>/status", views.image_status, name="image-status"),
+    path("images/<int:pk>/photo", views.image_photo, name="image-photo"),
+    path("analyses/<int:pk>/overlay.png", views.analysis_overlay, name="analysis-overlay"),
+    path("analyses/<int:pk>/heatmap.png", views.analysis_heatmap, name="analysis-heatmap"),
+]

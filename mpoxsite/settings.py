@@ -1,0 +1,225 @@
+"""One settings module for every deployment; each deployment value comes from an environment variable.
+
+The defaults run the whole product on one machine with nothing else installed (SQLite and a Celery broker kept in
+files under ``var/``). ``.env.example`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.environ.get(name, default).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
+
+
+def envint(name: str, default: str) -> int:
+    value = os.environ.get(name, default).strip()
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def envfloat(name: str, default: str) -> float:
+    value = os.environ.get(name, default).strip()
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envpath(name: str, default: Path) -> Path:
+    """A path; relative values are taken from the repository root, not from the current directory."""
+    value = os.environ.get(name, "").strip()
+    return (BASE_DIR / value).resolve() if value else default
+
+
+# Like healthchecks, DEBUG defaults to on so that `make run` works from a fresh clone; the Docker image and
+# .env.example turn it off, and then SECRET_KEY must be set.
+DEBUG = envbool("DEBUG", "true")
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+PORT = envint("PORT", "8000")
+
+VAR_DIR = envpath("VAR_DIR", BASE_DIR / "var")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "diagnosis",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "mpoxsite.urls"
+WSGI_APPLICATION = "mpoxsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_database = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or _default_database)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write at the same time: WAL plus IMMEDIATE transactions avoid "database is
+    # locked" errors, and the timeout lets a writer wait for the other instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = envint("DB_CONN_MAX_AGE", "60")
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "case-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Finders let whitenoise serve static files without a collectstatic step, so `make run` needs none; the Docker
+# image sets STATIC_ROOT and collects them at build time.
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = True
+
+# Every uploaded file is private: the default storage has no public URL, and no URL pattern serves MEDIA_ROOT.
+# Photos and heatmaps reach a browser only through views that check the viewer's role.
+MEDIA_ROOT = envpath("PRIVATE_STORAGE_ROOT", VAR_DIR / "private")
+MEDIA_URL = "/private-files-are-not-served/"
+STORAGES = {
+    "default": {"BACKEND": "diagnosis.storage.PrivateStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "false")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", str(12 * 3600))
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# --- Celery (read by mpoxsite/celery.py through the CELERY_ namespace) ---
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = envpath("CELERY_BROKER_FOLDER", VAR_DIR / "broker")
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+else:
+    # Redis: a message whose worker died unacknowledged comes back after this; the database sweep is faster.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", "3600")}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True  # job state lives on the Analysis row, never in a result backend
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "60")
+CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "90")
+CELERY_WORKER_MAX_TASKS_PER_CHILD = envint("CELERY_WORKER_MAX_TASKS_PER_CHILD", "500")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be larger than CELERY_TASK_SOFT_TIME_LIMIT")
+
+# --- Mpox triage ---
+MPOX_MODEL_WEIGHTS = envpath("MPOX_MODEL_WEIGHTS", BASE_DIR / "ml" / "weights" / "fast_mpoxnet.pt")
+MPOX_INFERENCE_BACKEND = os.environ.get("MPOX_INFERENCE_BACKEND", "auto")
+if MPOX_INFERENCE_BACKEND not in ("auto", "onnx", "torch"):
+    raise ImproperlyConfigured(f"MPOX_INFERENCE_BACKEND must be auto, onnx or torch, got {MPOX_INFERENCE_BACKEND!r}")
+MPOX_INFERENCE_THREADS = envint("MPOX_INFERENCE_THREADS", "0")  # 0: let the runtime decide
+# An mpox probability at or above this shows the isolation-and-referral advisory.
+MPOX_ADVISORY_THRESHOLD = envfloat("MPOX_ADVISORY_THRESHOLD", "0.5")
+if not 0.0 < MPOX_ADVISORY_THRESHOLD <= 1.0:
+    raise ImproperlyConfigured("MPOX_ADVISORY_THRESHOLD must be in (0, 1]")
+MPOX_MAX_UPLOAD_BYTES = envint("MPOX_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
+MPOX_MAX_PIXELS = envint("MPOX_MAX_PIXELS", "50000000")
+# Analyses queued or running longer than this are put back on the queue (their worker died or the message was
+# lost); after MPOX_ANALYSIS_MAX_ATTEMPTS tries an analysis fails with a message instead.
+MPOX_ANALYSIS_STALE_SECONDS = envint("MPOX_ANALYSIS_STALE_SECONDS", "300")
+MPOX_ANALYSIS_MAX_ATTEMPTS = envint("MPOX_ANALYSIS_MAX_ATTEMPTS", "3")
+if MPOX_ANALYSIS_STALE_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("MPOX_ANALYSIS_STALE_SECONDS must be larger than CELERY_TASK_TIME_LIMIT")
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-analyses": {
+        "task": "diagnosis.tasks.analysis_requeue_stale",
+        "schedule": float(envint("MPOX_REQUEUE_INTERVAL_SECONDS", "60")),
+    },
+}

@@ -1,0 +1,109 @@
+"""Fixtures shared by the site's tests: personas, private storage in a temporary folder, a real (random) model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from pytest_django.fixtures import Settings
+
+from diagnosis import services
+
+CLASS_NAMES = ("chickenpox", "measles", "monkeypox", "normal")
+
+
+def make_user(role: str, username: str | None = None) -> User:
+    user, _ = services.user_create_with_role(username=username or role, role=role, password="not-a-real-password")
+    return user
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def build_random_checkpoint(path: Path, *, seed: int = 0) -> Path:
+    """A real Fast-MpoxNet checkpoint with random weights: the site runs the real model, never a mock."""
+    import torch
+
+    from ml.checkpoint import Checkpoint
+    from ml.model import fast_mpoxnet
+
+    torch.manual_seed(seed)
+    model = fast_mpoxnet(num_classes=4, aux_heads=False)
+    Checkpoint(
+        arch="fast_mpoxnet",
+        class_names=CLASS_NAMES,
+        state_dict=model.state_dict(),
+        config=model.config.to_dict(),
+        metrics={"note": "random weights for tests"},
+    ).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_random_checkpoint(tmp_path_factory.mktemp("weights") / "w.pt")
+
+
+@pytest.fixture(autouse=True)
+def private_storage(settings: Settings, tmp_path: Path) -> Path:
+    """Each test stores its photos and heatmaps in its own folder."""
+    root = tmp_path / "private"
+    settings.MEDIA_ROOT = root
+    return root
+
+
+@pytest.fixture
+def predictor(settings: Settings, model_weights: Path) -> Iterator[object]:
+    """The site's model cache pointed at the random test weights, with few threads (CPU is scarce)."""
+    import torch
+
+    from diagnosis import inference
+
+    settings.MPOX_MODEL_WEIGHTS = model_weights
+    settings.MPOX_INFERENCE_BACKEND = "torch"
+    settings.MPOX_INFERENCE_THREADS = 1
+    torch.set_num_threads(1)
+    inference.predictor_reset()
+    yield inference.predictor_get()
+    inference.predictor_reset()
+
+
+@pytest.fixture
+def nurse(db: None) -> User:
+    return make_user("nurse")
+
+
+@pytest.fixture
+def other_nurse(db: None) -> User:
+    return make_user("nurse", "nurse2")
+
+
+@pytest.fixture
+def clinician(db: None) -> User:
+    return make_user("clinician")
+
+
+@pytest.fixture
+def auditor(db: None) -> User:
+    return make_user("auditor")
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return make_user("admin")
+
+
+@pytest.fixture
+def nurse_client(nurse: User) -> Client:
+    return client_for(nurse)
+
+
+@pytest.fixture
+def login_as() -> Callable[[User], Client]:
+    return client_for

@@ -1,0 +1,39 @@
+"""Small builders for rows the view tests start from; they go through the same services as the site."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+
+from diagnosis import services
+from diagnosis.models import Analysis, Case, LesionImage
+from tests.photos import jpeg_bytes
+
+
+def case_for(user: User, identifier: str = "MRN-004821") -> Case:
+    return services.case_create(hospital_identifier=identifier, created_by=user)
+
+
+def image_for(case: Case, user: User | None = None, *, data: bytes | None = None) -> LesionImage:
+    return services.lesion_image_create(
+        case=case,
+        data=data or jpeg_bytes(),
+        body_part="arm",
+        stage="early",
+        uploaded_by=user or case.created_by,
+    )
+
+
+def finished_analysis(image: LesionImage, **fields: object) -> Analysis:
+    """Mark an image's analysis done as a worker would, with made-up numbers (views only read the row)."""
+    analysis = image.analyses.get()
+    values: dict[str, object] = {
+        "status": Analysis.Status.DONE,
+        "probabilities": {"chickenpox": 0.1, "measles": 0.05, "monkeypox": 0.8, "normal": 0.05},
+        "label": "monkeypox",
+        "inconclusive": False,
+    }
+    values.update(fields)
+    for name, value in values.items():
+        setattr(analysis, name, value)
+    analysis.save()
+    return analysis
