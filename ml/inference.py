@@ -1,0 +1,276 @@
+"""Inference for the clinic site: load a checkpoint once per process, then ``predict`` photos.
+
+    predictor = Predictor.load()              # ml/weights/fast_mpoxnet.pt, ONNX Runtime when available
+    prediction = predictor.predict(upload_bytes)
+    prediction.label, prediction.probabilities, prediction.inconclusive, prediction.heatmap
+
+Two backends give the same numbers (``tests/ml/test_inference.py`` holds them to 1e-4): ONNX Runtime, several
+times faster at batch 1, and torch eager. Both return the ABLGFM feature map with the logits, so the Grad-CAM
+heatmap costs a 256 x 49 product and a resize (``ml.cam``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ml.cam import class_activation_maps, heatmap_png, overlay_png
+from ml.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    Checkpoint,
+    CheckpointError,
+    Preprocessing,
+    file_sha256,
+    load_checkpoint,
+)
+from ml.export import INPUT_NAME, OUTPUT_NAMES, WEIGHTS_SHA256_KEY, export_onnx
+from ml.imaging import as_rgb, centre_crop, open_image
+from ml.model import FastMpoxNet
+
+__all__ = ["Prediction", "Predictor", "Timings", "heatmap_png", "model_version", "overlay_png", "to_input"]
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "onnx", "torch"]
+ImageInput = bytes | str | Path | Image.Image
+
+# Where an ONNX export is written when the one beside the weights is missing or stale (the weights folder may be
+# read-only in a container). Files are named by the weights' hash, so processes share them safely.
+ONNX_CACHE_DIR = Path(tempfile.gettempdir()) / "mpox-triage-onnx"
+
+
+@dataclass(frozen=True)
+class Timings:
+    decode_ms: float
+    model_ms: float
+    heatmap_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.decode_ms + self.model_ms + self.heatmap_ms
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """One photo's result. ``probabilities`` follows the checkpoint's class order; ``heatmap`` (read-only,
+    input_size x input_size, float32 in [0, 1]) is aligned with the centre crop the model saw."""
+
+    probabilities: Mapping[str, float]
+    label: str
+    inconclusive: bool
+    heatmap: np.ndarray | None
+    timings: Timings
+    model_version: str
+
+
+class _Runner(Protocol):
+    name: str
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (N x classes) and features (N x C x H x W) for a normalised N x 3 x S x S float32 batch."""
+        ...
+
+
+class _TorchRunner:
+    name = "torch"
+
+    def __init__(self, model: FastMpoxNet) -> None:
+        self.model = model.eval()
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            features = self.model.forward_features(torch.from_numpy(batch))
+            logits = self.model.forward_head(features)
+        return logits.numpy(), features.numpy()
+
+
+class _OnnxRunner:
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _available_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.weights_sha256 = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256_KEY, "")
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, features = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+        return logits, features
+
+
+class Predictor:
+    """A checkpoint loaded for serving. Build it once per process with ``Predictor.load``; ``predict`` may be called
+    from several threads."""
+
+    def __init__(self, *, checkpoint: Checkpoint, weights_sha256: str, runner: _Runner) -> None:
+        self.checkpoint = checkpoint
+        self.class_names: tuple[str, ...] = tuple(checkpoint.class_names)
+        self.weights_sha256 = weights_sha256
+        self.version = model_version(checkpoint, weights_sha256)
+        self.backend = runner.name
+        self._runner = runner
+        self._fc_weight = checkpoint.state_dict["fc.weight"].detach().float().numpy().copy()
+
+    @classmethod
+    def load(
+        cls,
+        weights: str | Path | None = None,
+        *,
+        backend: Backend = "auto",
+        onnx_path: str | Path | None = None,
+        threads: int | None = None,
+    ) -> Predictor:
+        """Load ``weights`` (default ``ml/weights/fast_mpoxnet.pt``) for inference.
+
+        ``backend="auto"`` uses ONNX Runtime with the export at ``onnx_path`` (default: the weights path with
+        ``.onnx``) when it was made from these weights, otherwise exports the checkpoint into ``ONNX_CACHE_DIR``;
+        should that fail it falls back to torch eager, with a warning. ``"onnx"`` raises instead of falling back.
+        ``threads`` caps the intra-op threads (ONNX Runtime defaults to every available core); for torch it sets
+        ``torch.set_num_threads``, which is process-wide.
+        """
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
+        weights = Path(weights) if weights is not None else DEFAULT_CHECKPOINT
+        checkpoint = load_checkpoint(weights)
+        if checkpoint.arch != "fast_mpoxnet":
+            raise CheckpointError(f"{weights} holds {checkpoint.arch}; the site serves only fast_mpoxnet checkpoints")
+        sha = file_sha256(weights)
+        runner: _Runner | None = None
+        if backend != "torch":
+            try:
+                runner = _open_onnx(checkpoint, weights, sha, onnx_path, threads)
+            except Exception:
+                # Any failure of ONNX Runtime or the export (their error types vary by version) leaves the slower
+                # but equivalent torch backend, which is still correct.
+                if backend == "onnx":
+                    raise
+                logger.warning("ONNX Runtime unavailable for %s; falling back to torch eager", weights, exc_info=True)
+        if runner is None:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            model = checkpoint.build_model()
+            assert isinstance(model, FastMpoxNet)  # the arch was checked above
+            runner = _TorchRunner(model)
+        predictor = cls(checkpoint=checkpoint, weights_sha256=sha, runner=runner)
+        # The first call pays for lazy initialisation (a second or more for torch); not the first nurse's.
+        size = checkpoint.preprocessing.input_size
+        predictor.predict_arrays(np.zeros((1, 3, size, size), dtype=np.float32))
+        logger.info("loaded %s on the %s backend", predictor.version, predictor.backend)
+        return predictor
+
+    def predict(self, image: ImageInput, *, heatmap: bool = True) -> Prediction:
+        """Classify one photo (its bytes, path, or a PIL image). Raises ``ml.imaging.ImageError`` for bad input."""
+        return self.predict_batch([image], heatmap=heatmap)[0]
+
+    def predict_batch(self, images: Sequence[ImageInput], *, heatmap: bool = True) -> list[Prediction]:
+        """Classify several photos in one model call; model and heatmap time are shared equally in ``timings``."""
+        decode_ms: list[float] = []
+        tensors: list[np.ndarray] = []
+        for image in images:
+            start = time.perf_counter()
+            tensors.append(to_input(image, self.checkpoint.preprocessing))
+            decode_ms.append(_ms_since(start))
+        if not tensors:
+            return []
+        return self.predict_arrays(np.stack(tensors), heatmap=heatmap, decode_ms=decode_ms)
+
+    def predict_arrays(
+        self, batch: np.ndarray, *, heatmap: bool = True, decode_ms: Sequence[float] | None = None
+    ) -> list[Prediction]:
+        """Classify already preprocessed inputs (N x 3 x S x S float32, as ``to_input`` makes them)."""
+        count = len(batch)
+        start = time.perf_counter()
+        logits, features = self._runner.run(np.ascontiguousarray(batch, dtype=np.float32))
+        model_ms = _ms_since(start) / count
+        probabilities = _softmax(logits)
+        indices = probabilities.argmax(axis=1)
+        maps: np.ndarray | None = None
+        heatmap_ms = 0.0
+        if heatmap:
+            start = time.perf_counter()
+            size = self.checkpoint.preprocessing.input_size
+            maps = class_activation_maps(features, self._fc_weight, indices, size=size)
+            maps.flags.writeable = False
+            heatmap_ms = _ms_since(start) / count
+        return [
+            Prediction(
+                probabilities=MappingProxyType(dict(zip(self.class_names, map(float, probabilities[i]), strict=True))),
+                label=self.class_names[int(indices[i])],
+                inconclusive=self.checkpoint.inconclusive.is_inconclusive(float(probabilities[i].max())),
+                heatmap=None if maps is None else maps[i],
+                timings=Timings(
+                    decode_ms=decode_ms[i] if decode_ms is not None else 0.0, model_ms=model_ms, heatmap_ms=heatmap_ms
+                ),
+                model_version=self.version,
+            )
+            for i in range(count)
+        ]
+
+
+def to_input(image: ImageInput, preprocessing: Preprocessing) -> np.ndarray:
+    """Decode (JPEG draft mode down to the resize target), centre-crop and normalise one photo: 3 x S x S float32."""
+    rgb = as_rgb(image) if isinstance(image, Image.Image) else open_image(image, target_short_side=preprocessing.resize)
+    crop = np.asarray(centre_crop(rgb, preprocessing), dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((crop - mean) / std)
+
+
+def model_version(checkpoint: Checkpoint, weights_sha256: str) -> str:
+    """Human-readable and unique per weights file, e.g. ``fast-mpoxnet 2026-11-25 sha256:ab12cd34ef56``."""
+    parts = [checkpoint.arch.replace("_", "-"), checkpoint.created_at[:10], f"sha256:{weights_sha256[:12]}"]
+    return " ".join(part for part in parts if part)
+
+
+def _open_onnx(
+    checkpoint: Checkpoint, weights: Path, sha: str, onnx_path: str | Path | None, threads: int | None
+) -> _OnnxRunner:
+    path = Path(onnx_path) if onnx_path is not None else weights.with_suffix(".onnx")
+    if path.is_file():
+        runner = _OnnxRunner(path, threads)
+        if runner.weights_sha256 == sha:
+            return runner
+        logger.warning("%s was exported from other weights than %s; using a fresh export", path, weights)
+    else:
+        logger.info("no ONNX export at %s; exporting %s", path, weights)
+    cached = ONNX_CACHE_DIR / f"{checkpoint.arch}-{sha[:16]}.onnx"
+    if not cached.is_file():
+        export_onnx(checkpoint, cached, weights_sha256=sha)
+    runner = _OnnxRunner(cached, threads)
+    if runner.weights_sha256 != sha:
+        raise ValueError(f"{cached} does not hold the export of {weights}")
+    return runner
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ml.cam
+import ml.inference
+from ml.checkpoint import PAPER_CLASSES, CheckpointError, Preprocessing, file_sha256
+from ml.export import export_onnx
+from ml.imaging import CorruptImageError
+from ml.inference import Prediction, Predictor, to_input
+from tests.ml.factories import calibrated_model, checkpoint_for, encode, photo
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "fast_mpoxnet.pt"
+    checkpoint_for(calibrated_model(seed=11)).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(ml.inference, "ONNX_CACHE_DIR", tmp_path / "onnx-cache")
+    return tmp_path / "onnx-cache"
+
+
+@pytest.fixture(scope="module")
+def onnx_file(weights):
+    return export_onnx(
+        checkpoint_for(calibrated_model(seed=11)), weights.with_suffix(".onnx"), weights_sha256=file_sha256(weights)
+    )
+
+
+@pytest.fixture(scope="module")
+def on_torch(weights) -> Predictor:
+    return Predictor.load(weights, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def on_onnx(weights, onnx_file) -> Predictor:
+    return Predictor.load(weights, backend="onnx")
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> bytes:
+    return encode(photo(640, 480, seed=2), "JPEG", quality=92)
+
+
+def test_a_prediction_is_a_small_frozen_record(on_onnx, jpeg) -> None:
+    prediction = on_onnx.predict(jpeg)
+
+    assert tuple(prediction.probabilities) == PAPER_CLASSES
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
+    assert prediction.label == max(prediction.probabilities, key=prediction.probabilities.__getitem__)
+    assert prediction.heatmap is not None
+    assert prediction.heatmap.shape == (224, 224)
+    assert prediction.heatmap.dtype == np.float32
+    assert prediction.heatmap.min() >= 0.0
+    assert prediction.heatmap.max() <= 1.0
+    assert prediction.model_version == on_onnx.version
+    assert prediction.timings.total_ms == pytest.approx(
+        prediction.timings.decode_ms + prediction.timings.model_ms + prediction.timings.heatmap_ms
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prediction.label = "normal"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        prediction.probabilities["normal"] = 1.0  # type: ignore[index]
+    with pytest.raises(ValueError, match="read-only"):
+        prediction.heatmap[0, 0] = 1.0
+
+
+def test_torch_and_onnx_runtime_agree(on_torch, on_onnx) -> None:
+    images = [encode(photo(400, 300, seed=seed), "PNG") for seed in range(3)]
+    batch = np.stack([to_input(image, Preprocessing()) for image in images])
+
+    torch_logits, torch_features = on_torch._runner.run(batch)
+    onnx_logits, onnx_features = on_onnx._runner.run(batch)
+    assert np.abs(torch_logits - onnx_logits).max() <= 1e-4
+    # Features reach ~50 with random weights; float32 summation order differs by about 1e-4 of that.
+    assert np.abs(torch_features - onnx_features).max() <= 1e-4 * np.abs(torch_features).max()
+
+    for eager, fast in zip(on_torch.predict_batch(images), on_onnx.predict_batch(images), strict=True):
+        assert eager.label == fast.label
+        assert all(abs(eager.probabilities[c] - fast.probabilities[c]) <= 1e-5 for c in PAPER_CLASSES)
+        assert eager.heatmap is not None
+        assert fast.heatmap is not None
+        assert np.abs(eager.heatmap - fast.heatmap).max() <= 1e-4
+
+
+def test_without_a_heatmap_it_skips_the_work(on_onnx, jpeg) -> None:
+    prediction = on_onnx.predict(jpeg, heatmap=False)
+    assert prediction.heatmap is None
+    assert prediction.timings.heatmap_ms == 0.0
+
+
+def test_bytes_paths_and_decoded_images_give_the_same_answer(on_onnx, tmp_path) -> None:
+    data = encode(photo(300, 300, seed=4), "PNG")
+    path = tmp_path / "lesion.png"
+    path.write_bytes(data)
+    image = Image.open(path)
+
+    results = [on_onnx.predict(source) for source in (data, path, str(path), image)]
+
+    for other in results[1:]:
+        assert dict(other.probabilities) == dict(results[0].probabilities)
+
+
+def test_a_photo_taken_sideways_is_seen_upright(on_onnx) -> None:
+    upright = photo(240, 320, seed=6)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated; display needs 90 degrees clockwise
+    sideways = encode(upright.transpose(Image.Transpose.ROTATE_90), "PNG", exif=exif.tobytes())
+
+    expected = on_onnx.predict(encode(upright, "PNG"))
+    actual = on_onnx.predict(sideways)
+
+    assert actual.probabilities == pytest.approx(expected.probabilities)
+
+
+def test_a_batch_gives_what_single_predictions_give(on_onnx) -> None:
+    images = [encode(photo(256 + 32 * i, 256, seed=i), "JPEG") for i in range(3)]
+    one_by_one = [on_onnx.predict(image) for image in images]
+    together = on_onnx.predict_batch(images)
+    assert on_onnx.predict_batch([]) == []
+    for single, batched in zip(one_by_one, together, strict=True):
+        assert batched.label == single.label
+        assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
+
+
+def test_it_is_safe_to_share_between_threads(on_onnx, on_torch) -> None:
+    images = [encode(photo(224, 224, seed=i), "PNG") for i in range(4)]
+    for predictor in (on_onnx, on_torch):
+        expected = [predictor.predict(image).probabilities for image in images]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            actual = list(pool.map(lambda image, p=predictor: p.predict(image).probabilities, images))
+        assert actual == [pytest.approx(e, abs=1e-6) for e in expected]
+
+
+def test_the_version_names_the_model_its_date_and_its_weights(on_onnx, weights) -> None:
+    assert on_onnx.version == f"fast-mpoxnet 2026-11-25 sha256:{file_sha256(weights)[:12]}"
+    assert re.fullmatch(r"fast-mpoxnet \d{4}-\d\d-\d\d sha256:[0-9a-f]{12}", on_onnx.version)
+    assert on_onnx.weights_sha256 == file_sha256(weights)
+    assert on_onnx.class_names == PAPER_CLASSES
+
+
+def test_low_confidence_is_inconclusive_per_the_checkpoint(on_onnx, tmp_path, jpeg) -> None:
+    path = tmp_path / "strict.pt"
+    checkpoint_for(calibrated_model(seed=11), threshold=1.0).save(path)
+    assert Predictor.load(path, backend="torch").predict(jpeg).inconclusive
+    # The default rule (threshold 0) never withholds an answer.
+    assert not on_onnx.predict(jpeg).inconclusive
+
+
+def test_auto_uses_a_matching_onnx_export(weights, onnx_file, onnx_cache) -> None:
+    predictor = Predictor.load(weights)
+    assert predictor.backend == "onnx"
+    assert not onnx_cache.exists()
+
+
+def test_auto_replaces_a_stale_export_with_a_fresh_one(tmp_path, onnx_cache, caplog) -> None:
+    path = tmp_path / "retrained.pt"
+    checkpoint_for(calibrated_model(seed=11)).save(path)
+    export_onnx(checkpoint_for(calibrated_model(seed=11)), path.with_suffix(".onnx"), weights_sha256="f" * 64)
+
+    with caplog.at_level(logging.WARNING, logger="ml.inference"):
+        predictor = Predictor.load(path)
+
+    assert predictor.backend == "onnx"
+    assert "exported from other weights" in caplog.text
+    assert [p.name for p in onnx_cache.iterdir()] == [f"fast_mpoxnet-{file_sha256(path)[:16]}.onnx"]
+    eager = Predictor.load(path, backend="torch")
+    image = encode(photo(seed=9), "PNG")
+    assert predictor.predict(image).probabilities == pytest.approx(eager.predict(image).probabilities, abs=1e-5)
+
+
+def test_auto_falls_back_to_torch_when_onnx_cannot_be_made(tmp_path, monkeypatch, caplog) -> None:
+    path = tmp_path / "weights.pt"
+    checkpoint_for(calibrated_model(seed=11)).save(path)
+
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("exporter unavailable")
+
+    monkeypatch.setattr(ml.inference, "export_onnx", broken_export)
+    with caplog.at_level(logging.WARNING, logger="ml.inference"):
+        assert Predictor.load(path).backend == "torch"
+    assert "falling back to torch" in caplog.text
+    with pytest.raises(RuntimeError, match="exporter unavailable"):
+        Predictor.load(path, backend="onnx")
+
+
+def test_it_refuses_a_missing_or_foreign_checkpoint(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Predictor.load(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="backend"):
+        Predictor.load(tmp_path / "missing.pt", backend="gpu")  # type: ignore[arg-type]
+
+
+def test_a_damaged_upload_raises_an_image_error_with_a_plain_message(on_onnx, jpeg) -> None:
+    with pytest.raises(CorruptImageError, match="damaged or incomplete"):
+        on_onnx.predict(jpeg[: len(jpeg) // 2])
+
+
+def test_the_model_sees_the_centre_crop(on_onnx) -> None:
+    image = Image.new("RGB", (336, 224), (255, 0, 0))
+    image.paste((0, 128, 0), (56, 0, 280, 224))
+    pixels = to_input(image, Preprocessing())
+    mean, std = np.array(Preprocessing().mean), np.array(Preprocessing().std)
+    expected = ((np.array([0, 128, 0]) / 255 - mean) / std).astype(np.float32)
+    assert pixels.shape == (3, 224, 224)
+    assert np.allclose(pixels.transpose(1, 2, 0), expected, atol=1e-6)
+
+
+def test_prediction_is_reexported_with_the_renderers() -> None:
+    assert ml.inference.overlay_png is ml.cam.overlay_png
+    assert ml.inference.heatmap_png is ml.cam.heatmap_png
+    assert dataclasses.is_dataclass(Prediction)
