@@ -11,8 +11,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from diagnosis import services
-
-CLASS_NAMES = ("chickenpox", "measles", "monkeypox", "normal")
+from tests.model_weights import build_random_checkpoint
 
 
 def make_user(role: str, username: str | None = None) -> User:
@@ -24,25 +23,6 @@ def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def build_random_checkpoint(path: Path, *, seed: int = 0) -> Path:
-    """A real Fast-MpoxNet checkpoint with random weights: the site runs the real model, never a mock."""
-    import torch
-
-    from ml.checkpoint import Checkpoint
-    from ml.model import fast_mpoxnet
-
-    torch.manual_seed(seed)
-    model = fast_mpoxnet(num_classes=4, aux_heads=False)
-    Checkpoint(
-        arch="fast_mpoxnet",
-        class_names=CLASS_NAMES,
-        state_dict=model.state_dict(),
-        config=model.config.to_dict(),
-        metrics={"note": "random weights for tests"},
-    ).save(path)
-    return path
 
 
 @pytest.fixture(scope="session")

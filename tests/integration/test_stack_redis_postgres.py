@@ -1,0 +1,54 @@
+"""The production shape on real services: gunicorn + a prefork Celery worker, PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.livestack import start_stack
+from tests.photos import jpeg_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_a_nurse_uploads_a_photo_and_the_worker_stores_result_and_heatmaps(
+    tmp_path: Path, stack_weights: Path, postgres_url: str, redis_url: str
+) -> None:
+    stack = start_stack(
+        var_dir=tmp_path / "var",
+        weights=stack_weights,
+        env={"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": redis_url},
+    )
+    try:
+        nurse = stack.session("nurse")
+        case_id = nurse.start_case("MRN-004821")
+        image_id = nurse.upload(case_id, jpeg_bytes(1600, 1200, gps=True))
+        card = nurse.wait_for_result(image_id)
+        assert "Decision support, not a diagnosis." in card.body
+        assert "Most likely:" in card.body
+
+        with psycopg.connect(postgres_url) as db:
+            row = db.execute(
+                "SELECT a.status, a.label, a.heatmap_overlay, a.heatmap, m.version FROM diagnosis_analysis a "
+                "JOIN diagnosis_modelversion m ON m.id = a.model_version_id WHERE a.image_id = %s",
+                [image_id],
+            ).fetchone()
+        assert row is not None
+        status, label, overlay, heatmap, version = row
+        assert status == "done"
+        assert label in ("chickenpox", "measles", "monkeypox", "normal")
+        assert version in card.body
+        private = tmp_path / "var" / "private"
+        for name in (overlay, heatmap):
+            assert (private / name).read_bytes().startswith(b"\x89PNG")
+
+        health = nurse.get("/healthz")
+        assert health.status == 200
+        assert '"broker": "ok"' in health.body
+    except BaseException:
+        print(stack.log())
+        raise
+    finally:
+        stack.stop()
