@@ -1,0 +1,97 @@
+"""A nurse, in a tablet-sized headless Chromium, against the real stack (gunicorn + Celery worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.livestack import Stack, start_stack
+from tests.model_weights import build_random_checkpoint
+from tests.photos import jpeg_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("browser-stack")
+    stack = start_stack(var_dir=root / "var", weights=build_random_checkpoint(root / "w.pt"))
+    try:
+        yield stack
+    except BaseException:
+        print(stack.log())
+        raise
+    finally:
+        stack.stop()
+
+
+def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    photo = tmp_path / "lesion.jpg"
+    photo.write_bytes(jpeg_bytes(1200, 900, gps=True))
+    context = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    page.goto(stack.base_url + "/")
+    page.get_by_label("Username").fill("nurse")
+    page.get_by_label("Password").fill(stack.passwords["nurse"])
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_label("Patient's hospital identifier").fill("MRN-004821")
+    page.get_by_role("button", name="Start case").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("•••••4821")
+    assert "MRN-004821" not in page.content()
+
+    page.locator("input[type=file]").set_input_files(photo)
+    expect(page.locator("#file-name")).to_have_text("lesion.jpg")
+    page.locator("label.tag", has_text="Close-range").click()
+    page.locator("label.tag", has_text="Later").click()
+    expect(page.locator("input[name=body_part][value=close_range]")).to_be_checked()
+    page.get_by_role("button", name="Upload and analyse").click()
+
+    card = page.locator(".image-card").first
+    expect(card.get_by_text("Most likely:")).to_be_visible(timeout=90_000)
+    expect(card.get_by_text("Decision support, not a diagnosis.")).to_be_visible()
+    expect(card.locator(".bars li")).to_have_count(4)
+    expect(card).to_contain_text("Model: fast-mpoxnet")
+    expect(card).to_contain_text("Close-range · Later")
+
+    heatmap = card.locator("img.heatmap")
+    expect(heatmap).to_be_visible()
+    assert heatmap.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert card.locator("img.photo").evaluate("img => img.complete && img.naturalWidth > 0")
+    card.locator(".heat-opacity").fill("20")
+    assert heatmap.evaluate("img => getComputedStyle(img).opacity") == "0.2"
+    card.get_by_label("Show heatmap").uncheck()
+    expect(heatmap).to_be_hidden()
+    assert not errors
+    context.close()
+
+
+def test_a_bad_file_is_refused_with_a_readable_message(browser: Browser, stack: Stack, tmp_path: Path) -> None:
+    fake = tmp_path / "photo.jpg"
+    fake.write_bytes(b"%PDF-1.4 not a photo at all" * 10)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(stack.base_url + "/accounts/login/")
+    page.get_by_label("Username").fill("nurse")
+    page.get_by_label("Password").fill(stack.passwords["nurse"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Patient's hospital identifier").fill("MRN-1")
+    page.get_by_role("button", name="Start case").click()
+
+    page.locator("input[type=file]").set_input_files(fake)
+    page.locator("label.tag", has_text="Arm").click()
+    page.locator("label.tag", has_text="Early").click()
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#upload").get_by_role("alert").filter(has_text="This file is not a photo")).to_be_visible()
+    expect(page.locator(".image-card")).to_have_count(0)
+    # The form came back in place with the chosen tags, ready for another try.
+    expect(page.locator("input[name=body_part][value=arm]")).to_be_checked()
+    context.close()
