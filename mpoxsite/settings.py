@@ -15,8 +15,13 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def env(name: str, default: str) -> str:
+    """The variable's value; unset and empty both mean the default (as an empty line in .env does)."""
+    return os.environ.get(name, "").strip() or default
+
+
 def envbool(name: str, default: str) -> bool:
-    value = os.environ.get(name, default).strip().lower()
+    value = env(name, default).lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
@@ -25,7 +30,7 @@ def envbool(name: str, default: str) -> bool:
 
 
 def envint(name: str, default: str) -> int:
-    value = os.environ.get(name, default).strip()
+    value = env(name, default)
     try:
         return int(value)
     except ValueError:
@@ -33,7 +38,7 @@ def envint(name: str, default: str) -> int:
 
 
 def envfloat(name: str, default: str) -> float:
-    value = os.environ.get(name, default).strip()
+    value = env(name, default)
     try:
         return float(value)
     except ValueError:
@@ -41,19 +46,19 @@ def envfloat(name: str, default: str) -> float:
 
 
 def envlist(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
 def envpath(name: str, default: Path) -> Path:
     """A path; relative values are taken from the repository root, not from the current directory."""
-    value = os.environ.get(name, "").strip()
+    value = env(name, "")
     return (BASE_DIR / value).resolve() if value else default
 
 
 # Like healthchecks, DEBUG defaults to on so that `make run` works from a fresh clone; the Docker image and
 # .env.example turn it off, and then SECRET_KEY must be set.
 DEBUG = envbool("DEBUG", "true")
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = env("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
@@ -107,7 +112,7 @@ TEMPLATES = [
 ]
 
 _default_database = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or _default_database)}
+DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL", _default_database))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write at the same time: WAL plus IMMEDIATE transactions avoid "database is
     # locked" errors, and the timeout lets a writer wait for the other instead of failing.
@@ -132,7 +137,7 @@ LOGIN_REDIRECT_URL = "case-list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-gb"
-TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -140,7 +145,7 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Finders let whitenoise serve static files without a collectstatic step, so `make run` needs none; the Docker
 # image sets STATIC_ROOT and collects them at build time.
-STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+STATIC_ROOT = env("STATIC_ROOT", "") or None
 WHITENOISE_USE_FINDERS = True
 
 # Every uploaded file is private: the default storage has no public URL, and no URL pattern serves MEDIA_ROOT.
@@ -167,11 +172,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
 
 # --- Celery (read by mpoxsite/celery.py through the CELERY_ namespace) ---
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = envpath("CELERY_BROKER_FOLDER", VAR_DIR / "broker")
     for _sub in ("queue", "processed", "control"):
@@ -201,7 +206,7 @@ if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
 
 # --- Mpox triage ---
 MPOX_MODEL_WEIGHTS = envpath("MPOX_MODEL_WEIGHTS", BASE_DIR / "ml" / "weights" / "fast_mpoxnet.pt")
-MPOX_INFERENCE_BACKEND = os.environ.get("MPOX_INFERENCE_BACKEND", "auto")
+MPOX_INFERENCE_BACKEND = env("MPOX_INFERENCE_BACKEND", "auto")
 if MPOX_INFERENCE_BACKEND not in ("auto", "onnx", "torch"):
     raise ImproperlyConfigured(f"MPOX_INFERENCE_BACKEND must be auto, onnx or torch, got {MPOX_INFERENCE_BACKEND!r}")
 MPOX_INFERENCE_THREADS = envint("MPOX_INFERENCE_THREADS", "0")  # 0: let the runtime decide

@@ -10,8 +10,8 @@ from django.db import IntegrityError
 from diagnosis import services
 from diagnosis.models import Analysis, Case, LesionImage, ModelVersion
 from ml.imaging import CorruptImageError
-from tests.model_weights import build_random_checkpoint
 from tests.diagnosis.helpers import case_for, image_for
+from tests.model_weights import build_random_checkpoint
 from tests.photos import jpeg_bytes
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,75 @@
+"""settings.py read in a fresh interpreter under different environments: bad values fail loudly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def load(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL")
+    }
+    code = (
+        "from mpoxsite import settings as s; "
+        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "VAR_DIR": str(tmp_path / "var"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_defaults_run_on_sqlite_and_the_filesystem_broker(tmp_path: Path) -> None:
+    result = load(tmp_path)
+    assert result.returncode == 0, result.stderr
+    debug, engine, broker, media = result.stdout.split()
+    assert (debug, engine, broker) == ("True", "django.db.backends.sqlite3", "filesystem://")
+    assert media == str(tmp_path / "var" / "private")
+    assert (tmp_path / "var" / "broker" / "queue").is_dir()
+
+
+def test_production_without_a_secret_key_fails_loudly(tmp_path: Path) -> None:
+    result = load(tmp_path, DEBUG="false")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set" in result.stderr
+
+
+def test_production_with_a_secret_key_and_services(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        DEBUG="false",
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u:p@db:5432/mpox",
+        CELERY_BROKER_URL="redis://redis:6379/0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:3] == ["False", "django.db.backends.postgresql", "redis://redis:6379/0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be true or false"),
+        ("CELERY_TASK_TIME_LIMIT", "soon", "CELERY_TASK_TIME_LIMIT must be an integer"),
+        ("MPOX_ADVISORY_THRESHOLD", "high", "MPOX_ADVISORY_THRESHOLD must be a number"),
+        ("MPOX_ADVISORY_THRESHOLD", "1.5", "MPOX_ADVISORY_THRESHOLD must be in (0, 1]"),
+        ("MPOX_INFERENCE_BACKEND", "gpu", "MPOX_INFERENCE_BACKEND must be auto, onnx or torch"),
+        ("CELERY_TASK_SOFT_TIME_LIMIT", "500", "must be larger than CELERY_TASK_SOFT_TIME_LIMIT"),
+    ],
+)
+def test_a_malformed_value_fails_loudly(tmp_path: Path, name: str, value: str, message: str) -> None:
+    result = load(tmp_path, **{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
