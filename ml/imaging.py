@@ -12,11 +12,14 @@ import math
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from ml.checkpoint import Preprocessing
+if TYPE_CHECKING:  # importing ml.checkpoint at run time would load torch into the web process
+    from ml.checkpoint import Preprocessing
+
 
 __all__ = [
     "ALLOWED_FORMATS",
