@@ -22,11 +22,12 @@ from torch import Tensor, nn
 from ml.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, file_sha256, load_checkpoint
 from ml.model import FastMpoxNet
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAMES", "WEIGHTS_SHA256_KEY", "export_onnx", "main"]
+__all__ = ["BATCH_AXIS", "INPUT_NAME", "OUTPUT_NAMES", "WEIGHTS_SHA256_KEY", "export_onnx", "main"]
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
+BATCH_AXIS = "batch"
 OUTPUT_NAMES = ("logits", "features")
 WEIGHTS_SHA256_KEY = "weights_sha256"
 OPSET = 17
@@ -58,7 +59,7 @@ def export_onnx(checkpoint: Checkpoint, out: str | Path, *, weights_sha256: str)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     size = checkpoint.preprocessing.input_size
-    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    dynamic = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
     try:
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of torch.export, which cannot trace the ABLGFM
