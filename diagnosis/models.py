@@ -178,11 +178,6 @@ class Analysis(models.Model):
             for name in order
         ]
 
-    def mark_running(self) -> None:
-        self.status = self.Status.RUNNING
-        self.started_at = timezone.now()
-        self.attempts += 1
-
     def mark_failed(self, message: str) -> None:
         self.status = self.Status.FAILED
         self.error_message = message

@@ -187,7 +187,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
-        "polling_interval": 0.1,
+        "polling_interval": 0.05,
     }
 else:
     # Redis: a message whose worker died unacknowledged comes back after this; the database sweep is faster.

