@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from ml.checkpoint import (
     file_sha256,
     load_checkpoint,
 )
-from ml.export import BATCH_AXIS, INPUT_NAME, OUTPUT_NAMES, WEIGHTS_SHA256_KEY, export_onnx
+from ml.export import INPUT_NAME, OUTPUT_NAMES, WEIGHTS_SHA256_KEY, export_onnx
 from ml.imaging import as_rgb, centre_crop, open_image
 from ml.model import FastMpoxNet
 
@@ -99,30 +99,21 @@ class _OnnxRunner:
     name = "onnx"
 
     def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        # Two sessions on one file: with the batch axis fixed to 1, ONNX Runtime plans static shapes, which makes
-        # the common single-photo call 10-30% faster; the other serves predict_batch.
-        self.single = _session(path, threads, batch=1)
-        self.batched = _session(path, threads, batch=None)
-        self.weights_sha256 = self.single.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256_KEY, "")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.weights_sha256 = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256_KEY, "")
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        session = self.single if len(batch) == 1 else self.batched
-        logits, features = session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        return logits, features
-
-
-def _session(path: Path, threads: int | None, *, batch: int | None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or available_cores()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if batch is not None:
-        options.add_free_dimension_override_by_name(BATCH_AXIS, batch)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # The export takes one image at a time (see ml.export).
+        outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch[i : i + 1]}) for i in range(len(batch))]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
 
 class Predictor:
