@@ -14,7 +14,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 @admin.register(Patient)
 class PatientAdmin(admin.ModelAdmin):
     list_display = ["pk", "masked_identifier", "created_by", "created_at"]
-    search_fields = ["hospital_identifier"]
+    # No search box: the query would put a hospital identifier into a URL, and so into access logs.
     readonly_fields = ["created_by", "created_at"]
 
 
