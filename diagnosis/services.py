@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import kombu
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
@@ -44,6 +45,7 @@ MSG_MODEL_UNAVAILABLE = (
     "The analysis server could not load the model. The photo is kept; please tell the administrator."
 )
 MSG_TECHNICAL = "The analysis failed because of a technical problem. The photo is kept; ask a clinician to review it."
+MSG_TOO_SLOW = "The analysis took too long and was stopped. The photo is kept; ask a clinician to review it."
 MSG_GAVE_UP = (
     "The analysis was interrupted several times and has been stopped. The photo is kept; ask a clinician to review it."
 )
@@ -181,8 +183,11 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
     except ImageError as exc:
         logger.warning("analysis %s: unusable image (%s)", analysis_id, type(exc).__name__)
         return _analysis_fail(analysis, str(exc))
+    except SoftTimeLimitExceeded:
+        logger.error("analysis %s hit the soft time limit", analysis_id)
+        return _analysis_fail(analysis, MSG_TOO_SLOW)
     except Exception:
-        # Includes the soft time limit. The traceback goes to the log; the row gets a sentence.
+        # The traceback goes to the log; the row gets a sentence.
         logger.exception("analysis %s failed", analysis_id)
         return _analysis_fail(analysis, MSG_TECHNICAL)
 
