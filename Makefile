@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint setup chromium bench clean
+.PHONY: run test lint setup chromium bench bench-stack clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) is required (Python 3.11)"; exit 1; }
@@ -37,6 +37,10 @@ test: $(STAMP) chromium lint
 
 bench: $(STAMP)
 	$(PY) -m ml.bench --json
+
+# The whole stack (upload over HTTP to a stored result) next to the bare model pipeline; prints JSON.
+bench-stack: $(STAMP)
+	$(PY) benchmarks/stack.py
 
 clean:
 	rm -rf $(VENV) var/
