@@ -30,14 +30,6 @@ def model_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_random_checkpoint(tmp_path_factory.mktemp("weights") / "w.pt")
 
 
-@pytest.fixture(autouse=True)
-def private_storage(settings: Settings, tmp_path: Path) -> Path:
-    """Each test stores its photos and heatmaps in its own folder."""
-    root = tmp_path / "private"
-    settings.MEDIA_ROOT = root
-    return root
-
-
 @pytest.fixture
 def predictor(settings: Settings, model_weights: Path) -> Iterator[object]:
     """The site's model cache pointed at the random test weights, with few threads (CPU is scarce)."""
