@@ -37,6 +37,8 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    photo_requests: list[str] = []
+    page.on("request", lambda request: photo_requests.append(request.url) if "/photo" in request.url else None)
 
     page.goto(stack.base_url + "/")
     page.get_by_label("Username").fill("nurse")
@@ -71,6 +73,8 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
     card.get_by_label("Show heatmap").uncheck()
     expect(heatmap).to_be_hidden()
     assert not errors
+    # Polling swaps the card, but the photo (served no-store) is fetched only once.
+    assert len(photo_requests) == 1, photo_requests
     context.close()
 
 
