@@ -66,8 +66,11 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
 
     heatmap = card.locator("img.heatmap")
     expect(heatmap).to_be_visible()
-    assert heatmap.evaluate("img => img.complete && img.naturalWidth > 0")
-    assert card.locator("img.photo").evaluate("img => img.complete && img.naturalWidth > 0")
+    for selector in (".image-card img.heatmap", ".image-card img.photo"):  # both images really load
+        page.wait_for_function(
+            "selector => { const img = document.querySelector(selector); return img.complete && img.naturalWidth > 0 }",
+            arg=selector,
+        )
     card.locator(".heat-opacity").fill("20")
     assert heatmap.evaluate("img => getComputedStyle(img).opacity") == "0.2"
     card.get_by_label("Show heatmap").uncheck()
