@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.livestack import Stack, start_stack  # noqa: E402
+from tests.livestack import Stack, running_stack  # noqa: E402
 from tests.model_weights import build_random_checkpoint  # noqa: E402
 from tests.photos import jpeg_bytes, png_bytes  # noqa: E402
 
@@ -182,16 +182,13 @@ def main() -> None:
             weights = build_random_checkpoint(Path(tmp) / "random.pt")
         photos = make_photos(args.photos)
         bare = bench_bare(weights, photos, args.backend)
-        stack = start_stack(
+        with running_stack(
             var_dir=Path(tmp) / "var",
             weights=weights,
             concurrency=args.concurrency,
             env={"MPOX_INFERENCE_BACKEND": args.backend, "MPOX_INFERENCE_THREADS": "1", "LOG_LEVEL": "WARNING"},
-        )
-        try:
+        ) as stack:
             measured = bench_stack(stack, photos, args.uploaders)
-        finally:
-            stack.stop()
 
     stack_p50 = measured["latency_all"]["p50_ms"]  # type: ignore[index]
     bare_p50 = bare["latency_all"]["p50_ms"]  # type: ignore[index]

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -231,3 +233,18 @@ def start_stack(
         time.sleep(0.3)
     stack.stop()
     raise RuntimeError(f"the stack did not become healthy in {timeout:.0f} s:\n{stack.log()}")
+
+
+@contextmanager
+def running_stack(
+    *, var_dir: Path, weights: Path, env: dict[str, str] | None = None, concurrency: int = 1
+) -> Iterator[Stack]:
+    """``start_stack`` for a ``with`` block: the stack's log is printed if the block fails, and it is stopped."""
+    stack = start_stack(var_dir=var_dir, weights=weights, env=env, concurrency=concurrency)
+    try:
+        yield stack
+    except BaseException:
+        print(stack.log())  # pytest shows it with the failure
+        raise
+    finally:
+        stack.stop()

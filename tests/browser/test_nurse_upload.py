@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.livestack import Stack, start_stack
+from tests.livestack import Stack, running_stack
 from tests.model_weights import build_random_checkpoint
 from tests.photos import jpeg_bytes
 
@@ -18,14 +18,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("browser-stack")
-    stack = start_stack(var_dir=root / "var", weights=build_random_checkpoint(root / "w.pt"))
-    try:
+    with running_stack(var_dir=root / "var", weights=build_random_checkpoint(root / "w.pt")) as stack:
         yield stack
-    except BaseException:
-        print(stack.log())
-        raise
-    finally:
-        stack.stop()
+
+
+def start_case_as_nurse(page: Page, stack: Stack, hospital_identifier: str) -> None:
+    page.goto(stack.base_url + "/")
+    page.get_by_label("Username").fill("nurse")
+    page.get_by_label("Password").fill(stack.passwords["nurse"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Patient's hospital identifier").fill(hospital_identifier)
+    page.get_by_role("button", name="Start case").click()
 
 
 def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
@@ -40,13 +43,7 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
     photo_requests: list[str] = []
     page.on("request", lambda request: photo_requests.append(request.url) if "/photo" in request.url else None)
 
-    page.goto(stack.base_url + "/")
-    page.get_by_label("Username").fill("nurse")
-    page.get_by_label("Password").fill(stack.passwords["nurse"])
-    page.get_by_role("button", name="Log in").click()
-
-    page.get_by_label("Patient's hospital identifier").fill("MRN-004821")
-    page.get_by_role("button", name="Start case").click()
+    start_case_as_nurse(page, stack, "MRN-004821")
     expect(page.get_by_role("heading", level=1)).to_contain_text("•••••4821")
     assert "MRN-004821" not in page.content()
 
@@ -86,12 +83,7 @@ def test_a_bad_file_is_refused_with_a_readable_message(browser: Browser, stack: 
     fake.write_bytes(b"%PDF-1.4 not a photo at all" * 10)
     context = browser.new_context()
     page = context.new_page()
-    page.goto(stack.base_url + "/accounts/login/")
-    page.get_by_label("Username").fill("nurse")
-    page.get_by_label("Password").fill(stack.passwords["nurse"])
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_label("Patient's hospital identifier").fill("MRN-1")
-    page.get_by_role("button", name="Start case").click()
+    start_case_as_nurse(page, stack, "MRN-1")
 
     page.locator("input[type=file]").set_input_files(fake)
     page.locator("label.tag", has_text="Arm").click()

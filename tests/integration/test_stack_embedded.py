@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.livestack import Stack, start_stack
+from tests.livestack import Stack, running_stack
 from tests.photos import png_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, stack_weights: Path) -> Iterator[Stack]:
     # Short limits, so that the stale sweep (every second) can be seen at work within the test.
-    stack = start_stack(
+    with running_stack(
         var_dir=tmp_path_factory.mktemp("embedded") / "var",
         weights=stack_weights,
         env={
@@ -27,14 +27,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, stack_weights: Path) -> Iter
             "MPOX_ANALYSIS_STALE_SECONDS": "8",
             "MPOX_REQUEUE_INTERVAL_SECONDS": "1",
         },
-    )
-    try:
+    ) as stack:
         yield stack
-    except BaseException:
-        print(stack.log())
-        raise
-    finally:
-        stack.stop()
 
 
 def query(stack: Stack, sql: str, *params: object) -> tuple:

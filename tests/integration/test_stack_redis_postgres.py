@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.livestack import start_stack
+from tests.livestack import running_stack
 from tests.photos import jpeg_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -16,12 +16,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_a_nurse_uploads_a_photo_and_the_worker_stores_result_and_heatmaps(
     tmp_path: Path, stack_weights: Path, postgres_url: str, redis_url: str
 ) -> None:
-    stack = start_stack(
+    with running_stack(
         var_dir=tmp_path / "var",
         weights=stack_weights,
         env={"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": redis_url},
-    )
-    try:
+    ) as stack:
         nurse = stack.session("nurse")
         case_id = nurse.start_case("MRN-004821")
         image_id = nurse.upload(case_id, jpeg_bytes(1600, 1200, gps=True))
@@ -47,8 +46,3 @@ def test_a_nurse_uploads_a_photo_and_the_worker_stores_result_and_heatmaps(
         health = nurse.get("/healthz")
         assert health.status == 200
         assert '"broker": "ok"' in health.body
-    except BaseException:
-        print(stack.log())
-        raise
-    finally:
-        stack.stop()
