@@ -20,6 +20,8 @@ from diagnosis.forms import CaseForm, UploadForm
 from diagnosis.models import Case
 from ml.imaging import ImageError
 
+CASE_LIST_LENGTH = 100  # the most recent; older cases stay reachable by their links (search comes later)
+
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
@@ -49,6 +51,7 @@ def case_create(request: HttpRequest) -> HttpResponse:
 
 def _case_list_page(request: HttpRequest, form: CaseForm, *, status: int = 200) -> HttpResponse:
     cases = access.case_list_for_user(user=request.user).select_related("created_by").annotate(photos=Count("images"))
+    cases = cases[:CASE_LIST_LENGTH]
     context = {"cases": cases, "form": form, "can_create": access.user_can_create_case(user=request.user)}
     return render(request, "diagnosis/case_list.html", context, status=status)
 
