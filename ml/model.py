@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 __all__ = [
     "ABLGFM",
@@ -176,7 +176,9 @@ class ABLGFM(nn.Module):
     def forward(self, low: Tensor, high: Tensor) -> Tensor:
         low = self.low_projection(low)
         if low.shape[-2:] != high.shape[-2:]:
-            raise ValueError(f"pooled stage-2 map {tuple(low.shape[-2:])} does not match stage 5 {tuple(high.shape[-2:])}")
+            raise ValueError(
+                f"pooled stage-2 map {tuple(low.shape[-2:])} does not match stage 5 {tuple(high.shape[-2:])}"
+            )
         merge = low + high
         weight = torch.sigmoid(self.local_attention(merge) + self.global_attention(merge))
         return low * (1 - weight) + self.high_dropblock(high) * weight
@@ -258,7 +260,11 @@ class FastMpoxNet(nn.Module):
         self.conv5 = nn.Sequential(nn.Conv2d(c4, c5, 1, bias=False), nn.BatchNorm2d(c5), nn.GELU())
         # stage 2 is at 1/8 of the input, stage 5 at 1/32.
         self.fusion = ABLGFM(
-            low_channels=c2, channels=c5, reduction=config.fusion_reduction, pool=4, high_drop_prob=config.high_drop_prob
+            low_channels=c2,
+            channels=c5,
+            reduction=config.fusion_reduction,
+            pool=4,
+            high_drop_prob=config.high_drop_prob,
         )
         self.fc = nn.Linear(c5, config.num_classes)
         self.aux_heads = (
@@ -323,7 +329,9 @@ def load_backbone_weights(model: nn.Module, path: str) -> list[str]:
         if not key.startswith(BACKBONE_PREFIXES) or key not in target:
             continue
         if target[key].shape != value.shape:
-            raise ValueError(f"backbone weight {key} has shape {tuple(value.shape)}, model expects {tuple(target[key].shape)}")
+            raise ValueError(
+                f"backbone weight {key} has shape {tuple(value.shape)}, model expects {tuple(target[key].shape)}"
+            )
         picked[key] = value
     expected = [k for k in target if k.startswith(BACKBONE_PREFIXES)]
     missing = sorted(set(expected) - set(picked))

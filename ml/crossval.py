@@ -1,0 +1,221 @@
+"""Five-fold, group-aware cross-validation of Fast-MpoxNet against its baselines and its ablation.
+
+``python -m ml.crossval`` trains every model variant on every fold and writes one JSON file per (variant, fold)
+under ``OUT/folds/``: the test files, true labels, predicted probabilities, the out-of-distribution folders'
+probabilities and the training history. A run that is stopped picks up at the first missing file (an unfinished
+fold resumes from its last epoch), so the full run can be spread over several sessions. After each fold the
+Markdown/JSON/PNG report is rebuilt from whatever folds exist (``ml.report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ml.checkpoint import PAPER_CLASSES, Checkpoint, InconclusiveRule, Preprocessing, code_version
+from ml.data import Dataset, ImageCache, group_stratified_folds, load_dataset
+from ml.train import DEFAULT_DATA, TrainSettings, eval_tensor, pick_device, predict_probabilities, train_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    arch: str
+    pretrained: bool
+    title: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.key: v
+    for v in (
+        Variant("fast_mpoxnet", "fast_mpoxnet", True, "Fast-MpoxNet (ImageNet backbone)"),
+        Variant("shufflenet_v2_x0_5", "shufflenet_v2_x0_5", True, "ShuffleNetV2-x0.5 (ImageNet backbone)"),
+        Variant("fast_mpoxnet_scratch", "fast_mpoxnet", False, "Fast-MpoxNet (from scratch, ablation)"),
+        Variant("mobilenet_v3_small", "mobilenet_v3_small", False, "MobileNetV3-small (from scratch)"),
+    )
+}
+
+
+def fold_path(out: Path, variant: str, fold: int) -> Path:
+    return out / "folds" / f"{variant}_fold{fold}.json"
+
+
+def run_fold(
+    variant: Variant,
+    fold: int,
+    *,
+    dataset: Dataset,
+    train_index: np.ndarray,
+    test_index: np.ndarray,
+    cache: ImageCache,
+    epochs: int,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    workers: int,
+) -> dict[str, Any]:
+    preprocessing = Preprocessing()
+    labels = dataset.labels
+    records = dataset.records
+    train_records = [records[i] for i in train_index]
+    test_records = [records[i] for i in test_index]
+    settings = TrainSettings(
+        arch=variant.arch, pretrained=variant.pretrained, epochs=epochs, seed=seed + fold, workers=workers
+    )
+    partial = out / "partial" / f"{variant.key}_fold{fold}.pt"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    result = train_model(
+        settings,
+        records=train_records,
+        labels=[int(labels[i]) for i in train_index],
+        num_classes=len(dataset.class_names),
+        cache=cache,
+        preprocessing=preprocessing,
+        val_records=test_records,
+        val_labels=[int(labels[i]) for i in test_index],
+        device=device,
+        resume_path=partial,
+        description=f"{variant.key} fold {fold}",
+    )
+    probs = predict_probabilities(result.model, eval_tensor(test_records, cache, preprocessing), device=device)
+    ood = {
+        folder: {
+            "files": [r.relative_to(dataset.root) for r in ood_records],
+            "probs": np.round(
+                predict_probabilities(result.model, eval_tensor(ood_records, cache, preprocessing), device=device), 6
+            ).tolist(),
+        }
+        for folder, ood_records in dataset.ood.items()
+    }
+    report = {
+        "variant": variant.key,
+        "arch": variant.arch,
+        "pretrained": variant.pretrained,
+        "title": variant.title,
+        "fold": fold,
+        "epochs": epochs,
+        "seed": settings.seed,
+        "settings": settings.to_dict(),
+        "class_names": list(dataset.class_names),
+        "manifest_sha256": dataset.manifest_sha256,
+        "code_version": code_version(),
+        "device": str(device),
+        "train_images": len(train_records),
+        "train_seconds": round(result.seconds, 1),
+        "history": result.history,
+        "test_files": [r.relative_to(dataset.root) for r in test_records],
+        "y_true": [int(labels[i]) for i in test_index],
+        "probs": np.round(probs, 6).tolist(),
+        "ood": ood,
+    }
+    path = fold_path(out, variant.key, fold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report))
+    tmp.replace(path)
+    partial.unlink(missing_ok=True)
+    return report
+
+
+def apply_crossval_summary(
+    checkpoint: Checkpoint, crossval_json: str | Path, variant: str = "fast_mpoxnet"
+) -> Checkpoint:
+    """Copy the cross-validated metrics and the inconclusive threshold chosen on the validation folds into a
+    checkpoint's contract."""
+    data = json.loads(Path(crossval_json).read_text())
+    summary = data["variants"][variant]["summary"]
+    rule = data.get("inconclusive") or {}
+    checkpoint.metrics = {"crossval": summary, "source": str(crossval_json)}
+    if "threshold" in rule:
+        checkpoint.inconclusive = InconclusiveRule(
+            method=rule.get("method", "max_probability"), threshold=float(rule["threshold"])
+        )
+        checkpoint.metrics["inconclusive"] = rule
+    return checkpoint
+
+
+def rebuild_report(out: Path) -> None:
+    try:
+        from ml.report import write_report
+    except ImportError:  # the report module is optional while a run is in progress
+        logger.warning("ml.report is not available; fold results are in %s", out / "folds")
+        return
+    try:
+        write_report(out)
+    except Exception:  # a report bug must not stop hours of training; --report-only rebuilds it later
+        logger.exception("could not rebuild the report in %s", out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml.crossval", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path("ml/reports/crossval"))
+    parser.add_argument("--classes", default=",".join(PAPER_CLASSES))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run now (default: all)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs for Fast-MpoxNet (ImageNet)")
+    parser.add_argument("--baseline-epochs", type=int, default=None, help="epochs for the other variants")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing folds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.report_only:
+        rebuild_report(args.out)
+        return 0
+    keys = [k.strip() for k in args.variants.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    try:
+        dataset = load_dataset(args.data, class_names=[c.strip() for c in args.classes.split(",")])
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(str(exc))
+    folds = group_stratified_folds(dataset, n_folds=args.folds, seed=args.seed)
+    wanted = {int(f) for f in args.only_folds.split(",") if f.strip()} or set(range(1, args.folds + 1))
+    cache = ImageCache([*dataset.records, *(r for rs in dataset.ood.values() for r in rs)])
+    device = pick_device(args.device)
+    for key in keys:
+        variant = VARIANTS[key]
+        epochs = args.epochs if key == "fast_mpoxnet" or args.baseline_epochs is None else args.baseline_epochs
+        for fold, (train_index, test_index) in enumerate(folds, start=1):
+            if fold not in wanted or fold_path(args.out, key, fold).exists():
+                continue
+            report = run_fold(
+                variant,
+                fold,
+                dataset=dataset,
+                train_index=train_index,
+                test_index=test_index,
+                cache=cache,
+                epochs=epochs,
+                seed=args.seed,
+                out=args.out,
+                device=device,
+                workers=args.workers,
+            )
+            accuracy = float((np.argmax(report["probs"], axis=1) == np.asarray(report["y_true"])).mean())
+            logger.info("%s fold %d: accuracy %.4f in %.0f s", key, fold, accuracy, report["train_seconds"])
+            rebuild_report(args.out)
+    rebuild_report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

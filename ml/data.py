@@ -1,0 +1,169 @@
+"""Datasets: folder-per-class trees (optionally with a manifest), group-aware folds and an in-memory image cache."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+GROUP_PATTERN = re.compile(r"(?:^|;)\s*group=([^;]+)")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path
+    label: str
+    group: str
+
+    def relative_to(self, root: Path) -> str:
+        return self.path.relative_to(root).as_posix()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Known-class images (the model's classes) and out-of-distribution folders, from one tree."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    records: tuple[ImageRecord, ...]
+    ood: dict[str, tuple[ImageRecord, ...]]
+    manifest_sha256: str
+
+    @property
+    def labels(self) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[r.label] for r in self.records], dtype=np.int64)
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.array([r.group for r in self.records])
+
+
+def load_dataset(root: str | Path, *, class_names: Sequence[str] | None = None) -> Dataset:
+    """Read a folder-per-class tree. With ``manifest.csv`` its ``notes`` column supplies ``group=`` keys that tie
+    crops of one photo together; otherwise every file is its own group. Folders not in ``class_names`` become
+    out-of-distribution sets. Without ``class_names`` every folder is a class.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise ValueError(f"{root} has no class folders")
+    names = tuple(class_names) if class_names is not None else tuple(folders)
+    missing = [n for n in names if n not in folders]
+    if missing:
+        raise ValueError(f"{root} lacks class folder(s): {', '.join(missing)}")
+
+    manifest = root / "manifest.csv"
+    groups = _manifest_groups(manifest) if manifest.is_file() else {}
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else _listing_hash(root, folders)
+
+    def records_in(folder: str) -> tuple[ImageRecord, ...]:
+        files = sorted(p for p in (root / folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return tuple(
+            ImageRecord(path=p, label=folder, group=groups.get(p.relative_to(root).as_posix(), f"{folder}/{p.stem}"))
+            for p in files
+        )
+
+    records = tuple(r for name in names for r in records_in(name))
+    if not records:
+        raise ValueError(f"{root} has no images in the class folders")
+    ood = {folder: records_in(folder) for folder in folders if folder not in names}
+    return Dataset(root=root, class_names=names, records=records, ood=ood, manifest_sha256=digest)
+
+
+def _manifest_groups(path: Path) -> dict[str, str]:
+    groups: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            match = GROUP_PATTERN.search(row.get("notes") or "")
+            if match:
+                # Group keys are only unique within a label's source, so keep them as given: the manifest's
+                # groups already span labels when one photo appears under two names.
+                groups[row["file"]] = f"group:{match.group(1).strip()}"
+    return groups
+
+
+def _listing_hash(root: Path, folders: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for folder in folders:
+        for p in sorted((root / folder).iterdir()):
+            digest.update(f"{folder}/{p.name}:{p.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def group_stratified_folds(dataset: Dataset, *, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Five (train, test) index pairs, stratified by class, with no group on both sides of a split."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    labels, groups = dataset.labels, dataset.groups
+    folds = [(train, test) for train, test in splitter.split(np.zeros(len(labels)), labels, groups)]
+    for train, test in folds:
+        if set(groups[train]) & set(groups[test]):
+            raise AssertionError("a photo group straddles train and test")
+    return folds
+
+
+def decode_rgb(path: Path, *, short_side: int) -> Image.Image:
+    """Decode once, upright and RGB, shrunk so the short side is ``short_side`` (JPEG draft mode makes it cheap)."""
+    with Image.open(path) as image:
+        image.draft("RGB", (short_side, short_side))
+        upright = ImageOps.exif_transpose(image)
+        rgb = upright.convert("RGBA").convert("RGB") if upright.mode in ("P", "LA", "RGBA") else upright.convert("RGB")
+    scale = short_side / min(rgb.size)
+    if scale < 1:
+        rgb = rgb.resize(
+            (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR
+        )
+    return rgb
+
+
+def centre_crop(image: Image.Image, *, resize: int, size: int) -> Image.Image:
+    """The eval-time view: short side to ``resize``, then the central ``size`` square (as at inference)."""
+    scale = resize / min(image.size)
+    resized = image.resize(
+        (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.BILINEAR
+    )
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+class ImageCache:
+    """Every image decoded once per run: a downscaled copy for augmentation and the fixed eval crop."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        *,
+        train_short_side: int = 256,
+        eval_resize: int = 224,
+        input_size: int = 224,
+        threads: int = 2,
+    ) -> None:
+        self.train_images: dict[Path, Image.Image] = {}
+        self.eval_arrays: dict[Path, np.ndarray] = {}
+
+        def load(record: ImageRecord) -> tuple[Path, Image.Image, np.ndarray]:
+            image = decode_rgb(record.path, short_side=max(train_short_side, eval_resize))
+            view = centre_crop(image, resize=eval_resize, size=input_size)
+            return record.path, image, np.asarray(view, dtype=np.uint8)
+
+        unique = list({r.path: r for r in records}.values())
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for path, image, view in pool.map(load, unique):
+                self.train_images[path] = image
+                self.eval_arrays[path] = view
+        logger.info("decoded %d images into memory", len(unique))

@@ -1,0 +1,312 @@
+"""Training (paper Table 4: Adam, lr 1e-4, batch 32, cross-entropy on the main and both auxiliary heads).
+
+``python -m ml.train --data ../shared/datasets/mpox-skin --out ml/weights/fast_mpoxnet.pt`` trains the product
+model on every image of the four paper classes. ``--resume`` continues an interrupted run from ``--out``'s
+``.partial`` file. The cross-validation (``ml.crossval``) calls ``train_model`` for every fold and model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ml.augment import PaperAugment, normalise
+from ml.checkpoint import PAPER_CLASSES, Checkpoint, Preprocessing, code_version
+from ml.data import ImageCache, ImageRecord, load_dataset
+from ml.model import FastMpoxNet, build_model, load_backbone_weights
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mpox-skin"
+DEFAULT_BACKBONE = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "weights" / "shufflenetv2_x0.5_backbone_tv.pth"
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    arch: str = "fast_mpoxnet"
+    pretrained: bool = True
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    aux_weight: float = 1.0
+    augment_k: int = 6
+    seed: int = 0
+    workers: int = 1
+    backbone_weights: str = str(DEFAULT_BACKBONE)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch size and learning rate must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["optimizer"] = "Adam"
+        data["loss"] = "cross-entropy (main + auxiliary heads)" if self.arch == "fast_mpoxnet" else "cross-entropy"
+        return data
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class AugmentedImages(Dataset[tuple[Tensor, int]]):
+    def __init__(
+        self, records: Sequence[ImageRecord], labels: Sequence[int], cache: ImageCache, augment: PaperAugment, seed: int
+    ) -> None:
+        self.records, self.labels, self.cache, self.augment = list(records), list(labels), cache, augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        # One RNG per (seed, epoch, image): augmentation is reproducible whatever the worker count or resume point.
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        image = self.cache.train_images[self.records[index].path]
+        return self.augment(image, rng), self.labels[index]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_model(settings: TrainSettings, num_classes: int) -> nn.Module:
+    model = build_model(settings.arch, num_classes=num_classes, aux_heads=True)
+    if settings.pretrained:
+        if settings.arch not in ("fast_mpoxnet", "shufflenet_v2_x0_5"):
+            raise ValueError(f"no offline ImageNet weights exist for {settings.arch}; train it from scratch")
+        load_backbone_weights(model, settings.backbone_weights)
+    return model
+
+
+def eval_tensor(records: Sequence[ImageRecord], cache: ImageCache, pre: Preprocessing) -> Tensor:
+    return torch.stack([normalise(cache.eval_arrays[r.path], mean=pre.mean, std=pre.std) for r in records])
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: nn.Module, inputs: Tensor, *, batch_size: int = 64, device: torch.device | None = None
+) -> np.ndarray:
+    """Softmax probabilities (N x classes) of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    chunks = [
+        torch.softmax(model(inputs[i : i + batch_size].to(device)), dim=1).cpu()
+        for i in range(0, len(inputs), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def train_model(
+    settings: TrainSettings,
+    *,
+    records: Sequence[ImageRecord],
+    labels: Sequence[int],
+    num_classes: int,
+    cache: ImageCache,
+    preprocessing: Preprocessing,
+    val_records: Sequence[ImageRecord] = (),
+    val_labels: Sequence[int] = (),
+    device: torch.device | None = None,
+    resume_path: Path | None = None,
+    description: str = "train",
+    progress: bool = True,
+) -> TrainResult:
+    """Train one model. With ``resume_path`` the state is saved there after every epoch and picked up again."""
+    device = device or pick_device()
+    seed_everything(settings.seed)
+    model = make_model(settings, num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume_path is not None and resume_path.is_file():
+        state = torch.load(resume_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch = state["history"], state["epoch"]
+        logger.info("resuming %s at epoch %d", description, start_epoch)
+
+    augment = PaperAugment(
+        input_size=preprocessing.input_size, mean=preprocessing.mean, std=preprocessing.std, k=settings.augment_k
+    )
+    images = AugmentedImages(records, labels, cache, augment, settings.seed)
+    val_inputs = eval_tensor(val_records, cache, preprocessing) if val_records else None
+    criterion = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    bar = tqdm(
+        range(start_epoch, settings.epochs),
+        desc=description,
+        initial=start_epoch,
+        total=settings.epochs,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    for epoch in bar:
+        images.epoch = epoch
+        loader = DataLoader(
+            images,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            drop_last=len(images) > settings.batch_size,
+            num_workers=settings.workers,
+            generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch),
+        )
+        model.train()
+        total, seen = 0.0, 0
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            loss = _loss(model, inputs, targets, criterion, settings.aux_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(targets)
+            seen += len(targets)
+        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
+        if val_inputs is not None:
+            probs = predict_probabilities(model, val_inputs, device=device)
+            row["val_accuracy"] = float((probs.argmax(1) == np.asarray(val_labels)).mean())
+        history.append(row)
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if resume_path is not None:
+            tmp = resume_path.with_name(resume_path.name + ".tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "epoch": epoch + 1,
+                },
+                tmp,
+            )
+            tmp.replace(resume_path)
+    model.eval()
+    return TrainResult(model=model, history=history, seconds=time.perf_counter() - started)
+
+
+def _loss(model: nn.Module, inputs: Tensor, targets: Tensor, criterion: nn.Module, aux_weight: float) -> Tensor:
+    if isinstance(model, FastMpoxNet):
+        out = model.forward_train(inputs)
+        loss = criterion(out.logits, targets)
+        for aux in out.aux_logits:
+            loss = loss + aux_weight * criterion(aux, targets)
+        return loss
+    return criterion(model(inputs), targets)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder-per-class tree (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("ml/weights/fast_mpoxnet.pt"))
+    parser.add_argument("--classes", default=",".join(PAPER_CLASSES), help="comma-separated class folders")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scratch", action="store_true", help="random initialisation instead of the ImageNet backbone")
+    parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
+    parser.add_argument("--device", default="auto", help="auto (a GPU if present), cpu or cuda")
+    parser.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.partial if it exists")
+    parser.add_argument(
+        "--crossval",
+        type=Path,
+        default=None,
+        help="crossval.json whose metrics and inconclusive threshold go into the checkpoint",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    try:
+        dataset = load_dataset(args.data, class_names=classes)
+        settings = TrainSettings(
+            pretrained=not args.scratch,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            workers=args.workers,
+            backbone_weights=str(args.backbone),
+        )
+        if settings.pretrained and not args.backbone.is_file():
+            raise FileNotFoundError(f"backbone weights not found at {args.backbone} (or pass --scratch)")
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(str(exc))
+    preprocessing = Preprocessing()
+    cache = ImageCache(dataset.records)
+    partial = args.out.with_name(args.out.name + ".partial")
+    if not args.resume and partial.exists():
+        partial.unlink()
+    result = train_model(
+        settings,
+        records=dataset.records,
+        labels=list(dataset.labels),
+        num_classes=len(classes),
+        cache=cache,
+        preprocessing=preprocessing,
+        device=pick_device(args.device),
+        resume_path=partial,
+    )
+    checkpoint = Checkpoint(
+        arch=settings.arch,
+        class_names=classes,
+        state_dict={k: v.cpu() for k, v in result.model.state_dict().items() if not k.startswith("aux_heads.")},
+        config={**result.model.config.to_dict(), "aux_heads": False} if isinstance(result.model, FastMpoxNet) else {},
+        preprocessing=preprocessing,
+        manifest_sha256=dataset.manifest_sha256,
+        training={
+            **settings.to_dict(),
+            "images": len(dataset.records),
+            "data": str(args.data),
+            "seconds": round(result.seconds, 1),
+            "history": result.history,
+        },
+        code_version=code_version(),
+        epoch=settings.epochs,
+    )
+    if args.crossval:
+        from ml.crossval import apply_crossval_summary
+
+        checkpoint = apply_crossval_summary(checkpoint, args.crossval)
+    checkpoint.save(args.out)
+    if partial.exists():
+        partial.unlink()
+    logger.info("saved %s (%d images, %.0f s)", args.out, len(dataset.records), result.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
