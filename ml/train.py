@@ -198,6 +198,7 @@ def train_model(
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         if resume_path is not None:
+            resume_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = resume_path.with_name(resume_path.name + ".tmp")
             torch.save(
                 {

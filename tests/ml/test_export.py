@@ -10,6 +10,7 @@ import torch
 
 from ml.checkpoint import PAPER_CLASSES, file_sha256, load_checkpoint
 from ml.export import export_onnx, main
+from ml.model import FastMpoxNet
 from tests.ml.factories import calibrated_model, checkpoint_for
 
 
@@ -30,6 +31,7 @@ def test_onnx_runtime_gives_the_same_logits_and_features_as_torch(weights, expor
     torch.manual_seed(seed)
     images = torch.randn(1, 3, 224, 224)
     model = load_checkpoint(weights).build_model()
+    assert isinstance(model, FastMpoxNet)
     with torch.inference_mode():
         features = model.forward_features(images)
         logits = model.forward_head(features)
