@@ -1,0 +1,544 @@
+"""The cross-validation report: Markdown, JSON and figures rebuilt from the per-fold result files.
+
+``python -m ml.report [--out ml/reports/crossval] [--remeasure-fps]`` reads ``OUT/folds/*.json`` (written by
+``ml.crossval``) and writes ``OUT/crossval.md``, ``OUT/crossval.json`` and PNG figures beside them. Every variant
+with at least one finished fold is reported; unfinished ones are marked incomplete. The Eq. 6 FPS of each
+architecture is measured once (batch 1, N=100, torch eager on CPU, random 224 x 224 inputs, all architectures
+interleaved in one process) and cached in ``OUT/fps.json``, so rebuilding after every fold stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml import metrics
+
+logger = logging.getLogger(__name__)
+
+FOLD_COUNT = 5
+FPS_RUNS = 100
+MPOX = "monkeypox"
+PAPER_TARGETS = {"accuracy": 0.943, "mpox_recall": 0.958}
+TITLES = {
+    "fast_mpoxnet": "Fast-MpoxNet (ImageNet backbone)",
+    "shufflenet_v2_x0_5": "ShuffleNetV2-x0.5 (ImageNet backbone)",
+    "fast_mpoxnet_scratch": "Fast-MpoxNet (from scratch, ablation)",
+    "mobilenet_v3_small": "MobileNetV3-small (from scratch)",
+}
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+
+
+def load_folds(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Fold results grouped by variant, each list sorted by fold number."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((out_dir / "folds").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            logger.warning("skipping unreadable fold file %s", path)
+            continue
+        by_variant.setdefault(data["variant"], []).append(data)
+    for folds in by_variant.values():
+        folds.sort(key=lambda d: int(d["fold"]))
+    order = [k for k in TITLES if k in by_variant] + sorted(k for k in by_variant if k not in TITLES)
+    return {k: by_variant[k] for k in order}
+
+
+def fold_metrics(fold: dict[str, Any]) -> dict[str, Any]:
+    names = list(fold["class_names"])
+    probs = np.asarray(fold["probs"], dtype=np.float64)
+    y_true = np.asarray(fold["y_true"], dtype=np.int64)
+    matrix = metrics.confusion_matrix(y_true, probs.argmax(axis=1), len(names))
+    return {
+        "fold": int(fold["fold"]),
+        "epochs": int(fold["epochs"]),
+        "n": len(y_true),
+        "accuracy": metrics.accuracy(matrix),
+        "per_class": metrics.per_class_metrics(matrix, names),
+        "auc": metrics.auc_summary(probs, y_true, names),
+        "confusion": matrix.tolist(),
+        "train_seconds": fold.get("train_seconds"),
+    }
+
+
+def summarise(per_fold: Sequence[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    auc_keys = [k for k in [*class_names, "macro", "micro"] if all(k in f["auc"] for f in per_fold)]
+    return {
+        "accuracy": metrics.mean_sd([f["accuracy"] for f in per_fold]),
+        "per_class": {
+            name: {m: metrics.mean_sd([f["per_class"][name][m] for f in per_fold]) for m in metrics.PER_CLASS_METRICS}
+            for name in class_names
+        },
+        "auc": {k: metrics.mean_sd([f["auc"][k] for f in per_fold]) for k in auc_keys},
+    }
+
+
+# ------------------------------------------------------------------------------------------------- params, FPS
+
+
+def _build(arch: str, num_classes: int) -> Any:
+    from ml.model import FastMpoxNet, build_model
+
+    model = build_model(arch, num_classes=num_classes, aux_heads=False)
+    if isinstance(model, FastMpoxNet):
+        model = model.inference_model()
+    return model.eval()
+
+
+def parameter_counts(archs: Sequence[str], num_classes: int) -> dict[str, int]:
+    from ml.model import parameter_count
+
+    return {arch: parameter_count(_build(arch, num_classes)) for arch in archs}
+
+
+def measure_fps_interleaved(archs: Sequence[str], num_classes: int, *, runs: int = FPS_RUNS) -> dict[str, float]:
+    """Eq. 6 at batch 1 for every architecture, interleaved in rounds of 10 calls so that background load on the
+    machine affects all of them alike. Each model is warmed up first."""
+    import torch
+
+    torch.manual_seed(0)
+    inputs = [torch.randn(1, 3, 224, 224) for _ in range(10)]
+    models = {arch: _build(arch, num_classes) for arch in archs}
+    rates: dict[str, list[float]] = {arch: [] for arch in archs}
+
+    def call(model: Any) -> Callable[[Any], Any]:
+        def run(x: Any) -> Any:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    for model in models.values():
+        metrics.measure_fps(call(model), inputs, n=1, warmup=10)
+    rounds = max(1, runs // 10)
+    for r in range(rounds):
+        order = list(archs) if r % 2 == 0 else list(reversed(archs))
+        for arch in order:
+            rates[arch].append(metrics.measure_fps(call(models[arch]), inputs, n=runs // rounds, warmup=0))
+    return {arch: float(np.mean(values)) for arch, values in rates.items()}
+
+
+def fps_table(out_dir: Path, archs: Sequence[str], num_classes: int, *, remeasure: bool = False) -> dict[str, Any]:
+    """The cached FPS table (``OUT/fps.json``), measured for all architectures together when any is missing."""
+    path = out_dir / "fps.json"
+    cached: dict[str, Any] = {}
+    if path.is_file() and not remeasure:
+        try:
+            cached = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            cached = {}
+    if remeasure or any(a not in cached.get("fps", {}) for a in archs):
+        import torch
+
+        wanted = sorted(set(archs) | set(cached.get("fps", {})))
+        logger.info("measuring FPS (batch 1, N=%d) for %s", FPS_RUNS, ", ".join(wanted))
+        cached = {
+            "fps": measure_fps_interleaved(wanted, num_classes),
+            "method": f"Eq. 6, batch 1, N={FPS_RUNS} after 10 warm-up calls, torch eager, random 224x224 inputs, "
+            "all architectures interleaved in one process",
+            "torch_threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write_text(path, json.dumps(cached, indent=2) + "\n")
+    return cached
+
+
+# ---------------------------------------------------------------------------------------------- inconclusive
+
+
+def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Choose the max-probability threshold on the pooled out-of-fold predictions of known classes, then report it
+    on the out-of-distribution folders (each fold's model sees every OOD image; fractions are pooled over folds)."""
+    names = list(folds[0]["class_names"])
+    mpox_index = names.index(MPOX) if MPOX in names else 0
+    probs = np.concatenate([np.asarray(f["probs"], dtype=np.float64) for f in folds])
+    y_true = np.concatenate([np.asarray(f["y_true"], dtype=np.int64) for f in folds])
+    threshold = metrics.choose_max_probability_threshold(probs, y_true, mpox_index, max_recall_drop=0.05, margin=0.01)
+    ood: dict[str, Any] = {}
+    pooled: list[np.ndarray] = []
+    for folder in sorted({k for f in folds for k in f.get("ood", {})}):
+        folder_probs = [np.asarray(f["ood"][folder]["probs"], dtype=np.float64) for f in folds if folder in f["ood"]]
+        folder_probs = [p for p in folder_probs if p.size]
+        if not folder_probs:
+            continue
+        stacked = np.concatenate(folder_probs)
+        pooled.append(stacked)
+        predicted = np.bincount(stacked.argmax(axis=1), minlength=len(names))
+        ood[folder] = {
+            "images": len(folds[0]["ood"].get(folder, {}).get("files", [])),
+            "predictions": len(stacked),
+            "flagged_fraction": metrics.flagged_fraction(stacked, threshold),
+            "predicted_fraction": {n: float(c / len(stacked)) for n, c in zip(names, predicted, strict=True)},
+        }
+    all_ood = np.concatenate(pooled) if pooled else np.zeros((0, len(names)))
+    return {
+        "method": "max_probability",
+        "threshold": threshold,
+        "chosen_on": "pooled out-of-fold predictions of the known classes (Fast-MpoxNet)",
+        "rule": "largest threshold with mpox recall (inconclusive mpox counted as missed) at most 4 points below "
+        "the recall without the rule (a 5-point budget minus a 1-point margin)",
+        "ood_flagged_fraction": metrics.flagged_fraction(all_ood, threshold),
+        "ood": ood,
+        "known_flagged_fraction": metrics.flagged_fraction(probs, threshold),
+        "mpox_recall_before": metrics.mpox_recall(probs, y_true, mpox_index),
+        "mpox_recall_after": metrics.mpox_recall(probs, y_true, mpox_index, threshold),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ figures
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+
+
+def plot_confusions(path: Path, title: str, names: Sequence[str], summed: np.ndarray, worst: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    panels = [
+        (summed, "all folds summed"),
+        (np.asarray(worst["confusion"]), f"worst fold ({worst['fold']}, acc {worst['accuracy']:.1%})"),
+    ]
+    for ax, (matrix, label) in zip(axes, panels, strict=True):
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            colour = "white" if value > matrix.max() / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", color=colour, fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(label, fontsize=10)
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_roc(path: Path, title: str, probs: np.ndarray, y_true: np.ndarray, names: Sequence[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for key, curve in metrics.roc_curves(probs, y_true, names).items():
+        style = "--" if key in ("macro", "micro") else "-"
+        ax.plot(curve.fpr, curve.tpr, style, label=f"{key} (AUC {curve.auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title}: one-vs-rest ROC, pooled out-of-fold", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_accuracy_fps(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for row in rows:
+        ax.scatter(row["fps"], row["accuracy"] * 100, s=row["params"] / 400, alpha=0.5)
+        ax.annotate(
+            f"{row['title']}\n{row['params'] / 1e6:.2f}M params",
+            (row["fps"], row["accuracy"] * 100),
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            xytext=(0, 8),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("average FPS (Eq. 6, CPU, batch 1)")
+    ax.set_ylabel("mean cross-validated accuracy (%)")
+    ax.set_title("Accuracy vs speed (bubble area ~ parameters)", fontsize=10)
+    ax.margins(0.25)
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any]:
+    by_variant = load_folds(out_dir)
+    if not by_variant:
+        return {"variants": {}, "practicality": {}, "inconclusive": {}}
+    names = list(next(iter(by_variant.values()))[0]["class_names"])
+    archs = sorted({folds[0]["arch"] for folds in by_variant.values()})
+    params = parameter_counts(archs, len(names))
+    fps = fps_table(out_dir, archs, len(names), remeasure=remeasure_fps)
+    variants: dict[str, Any] = {}
+    for key, folds in by_variant.items():
+        per_fold = [fold_metrics(f) for f in folds]
+        arch = folds[0]["arch"]
+        variants[key] = {
+            "title": folds[0].get("title", TITLES.get(key, key)),
+            "arch": arch,
+            "pretrained": bool(folds[0].get("pretrained")),
+            "folds_done": len(folds),
+            "complete": len(folds) >= FOLD_COUNT,
+            "epochs": sorted({int(f["epochs"]) for f in folds}),
+            "params": params[arch],
+            "fps": fps["fps"][arch],
+            "summary": summarise(per_fold, names),
+            "per_fold": per_fold,
+        }
+    mpox = MPOX if MPOX in names else names[0]
+    # Scored among the variants with all folds done (every variant while none is complete), so that a partial
+    # run's one-fold mean cannot set the min or max that the others are normalised by.
+    complete = [k for k, v in variants.items() if v["complete"]] or list(variants)
+    practicality = metrics.practicality_scores(
+        {
+            key: {
+                "accuracy": v["summary"]["accuracy"]["mean"],
+                "fps": v["fps"],
+                "recall": v["summary"]["per_class"][mpox]["recall"]["mean"],
+                "specificity": v["summary"]["per_class"][mpox]["specificity"]["mean"],
+            }
+            for key, v in variants.items()
+            if key in complete
+        }
+    )
+    inconclusive = inconclusive_analysis(by_variant["fast_mpoxnet"]) if "fast_mpoxnet" in by_variant else {}
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "class_names": names,
+        "variants": variants,
+        "practicality": practicality,
+        "practicality_inputs": f"mean accuracy, FPS, and {mpox} recall and specificity; weights "
+        + ", ".join(f"{k} {w}" for k, w in metrics.PRACTICALITY_WEIGHTS.items()),
+        "fps_method": fps.get("method", ""),
+        "inconclusive": inconclusive,
+        "paper_targets": PAPER_TARGETS,
+    }
+
+
+def write_report(out_dir: Path, *, remeasure_fps: bool = False) -> None:
+    """Rebuild ``crossval.md``, ``crossval.json`` and the figures in ``out_dir`` from ``out_dir/folds``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    report = build_report(out_dir, remeasure_fps=remeasure_fps)
+    if not report["variants"]:
+        logger.warning("no fold results in %s", out_dir / "folds")
+        return
+    by_variant = load_folds(out_dir)
+    names = report["class_names"]
+    figures: dict[str, str] = {}
+    for key, variant in report["variants"].items():
+        summed = np.sum([np.asarray(f["confusion"]) for f in variant["per_fold"]], axis=0)
+        worst = min(variant["per_fold"], key=lambda f: f["accuracy"])
+        figures[f"confusion_{key}"] = f"confusion_{key}.png"
+        plot_confusions(out_dir / f"confusion_{key}.png", variant["title"], names, summed, worst)
+    if "fast_mpoxnet" in by_variant:
+        folds = by_variant["fast_mpoxnet"]
+        probs = np.concatenate([np.asarray(f["probs"]) for f in folds])
+        y_true = np.concatenate([np.asarray(f["y_true"]) for f in folds])
+        figures["roc"] = "roc_fast_mpoxnet.png"
+        plot_roc(out_dir / figures["roc"], report["variants"]["fast_mpoxnet"]["title"], probs, y_true, names)
+    figures["accuracy_fps"] = "accuracy_fps.png"
+    plot_accuracy_fps(
+        out_dir / figures["accuracy_fps"],
+        [
+            {"title": v["title"], "fps": v["fps"], "params": v["params"], "accuracy": v["summary"]["accuracy"]["mean"]}
+            for v in report["variants"].values()
+        ],
+    )
+    report["figures"] = figures
+    _write_text(out_dir / "crossval.json", json.dumps(report, indent=1) + "\n")
+    _write_text(out_dir / "crossval.md", render_markdown(report))
+    logger.info("wrote %s", out_dir / "crossval.md")
+
+
+def _score(value: float | None) -> str:
+    return "n/a (incomplete)" if value is None else f"{value:.3f}"
+
+
+def _pct(stat: dict[str, float]) -> str:
+    return metrics.format_mean_sd(stat)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    names: list[str] = report["class_names"]
+    variants: dict[str, Any] = report["variants"]
+    figures: dict[str, str] = report.get("figures", {})
+    mpox = MPOX if MPOX in names else names[0]
+    lines = [
+        "# Five-fold cross-validation",
+        "",
+        f"Generated {report['generated_at']} by `python -m ml.report` from `folds/*.json`. Classes: "
+        + ", ".join(names)
+        + ". Metrics follow the paper's Eq. 1-6 (one class against the rest; a zero denominator counts as 0). "
+        "Mean (± sample sd) over the finished folds.",
+        "",
+        "## Summary",
+        "",
+        "| variant | folds | epochs | params | FPS | accuracy | mpox recall | mpox specificity | macro AUC "
+        "| practicality |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, v in variants.items():
+        s = v["summary"]
+        folds = f"{v['folds_done']}/{FOLD_COUNT}" + ("" if v["complete"] else " (incomplete)")
+        macro = _pct(s["auc"]["macro"]) if "macro" in s["auc"] else "n/a"
+        lines.append(
+            f"| {v['title']} | {folds} | {', '.join(map(str, v['epochs']))} | {v['params']:,} | {v['fps']:.1f} | "
+            f"{_pct(s['accuracy'])} | {_pct(s['per_class'][mpox]['recall'])} | "
+            f"{_pct(s['per_class'][mpox]['specificity'])} | {macro} | {_score(report['practicality'].get(key))} |"
+        )
+    lines += [
+        "",
+        f"Practicality score (Eq. 7-11): {report['practicality_inputs']}; each metric is min-max normalised across "
+        "the complete variants (a metric on which all tie counts 0; incomplete variants get none), so the score ranks "
+        "these variants only and changes when variants are added. FPS: "
+        + report["fps_method"]
+        + " (cached in `fps.json`; rebuild with "
+        "`python -m ml.report --remeasure-fps`). These FPS numbers come from a shared 2-core CPU while training "
+        "ran on it: compare them with each other, not with the paper's i7 numbers.",
+        "",
+    ]
+    if "accuracy_fps" in figures:
+        lines += [f"![accuracy vs FPS]({figures['accuracy_fps']})", ""]
+    fast = variants.get("fast_mpoxnet")
+    if fast:
+        acc = fast["summary"]["accuracy"]["mean"]
+        recall = fast["summary"]["per_class"][mpox]["recall"]["mean"]
+        lines += [
+            "## Against the paper",
+            "",
+            f"- Mean accuracy: paper target ≥ {PAPER_TARGETS['accuracy']:.1%}, ours {acc:.1%} "
+            + ("(met)." if acc >= PAPER_TARGETS["accuracy"] else "(**not met**)."),
+            f"- Mpox recall: paper target ≥ {PAPER_TARGETS['mpox_recall']:.1%}, ours {recall:.1%} "
+            + ("(met)." if recall >= PAPER_TARGETS["mpox_recall"] else "(**not met**)."),
+            "",
+        ]
+    lines += _honest_notes(variants)
+    for key, v in variants.items():
+        s = v["summary"]
+        lines += [f"## {v['title']}", ""]
+        lines += ["| class | precision | recall | specificity | F1 | AUC |", "| --- | --- | --- | --- | --- | --- |"]
+        for name in names:
+            pc = s["per_class"][name]
+            auc = _pct(s["auc"][name]) if name in s["auc"] else "n/a"
+            lines.append(
+                f"| {name} | {_pct(pc['precision'])} | {_pct(pc['recall'])} | {_pct(pc['specificity'])} | "
+                f"{_pct(pc['f1'])} | {auc} |"
+            )
+        if "micro" in s["auc"]:
+            lines.append(f"\nAUC macro {_pct(s['auc']['macro'])}, micro {_pct(s['auc']['micro'])}.")
+        lines += [
+            "",
+            "| fold | epochs | test images | accuracy | mpox recall | mpox specificity | macro AUC |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for f in v["per_fold"]:
+            macro = f"{f['auc']['macro']:.3f}" if "macro" in f["auc"] else "n/a"
+            lines.append(
+                f"| {f['fold']} | {f['epochs']} | {f['n']} | {f['accuracy']:.2%} | "
+                f"{f['per_class'][mpox]['recall']:.2%} | {f['per_class'][mpox]['specificity']:.2%} | {macro} |"
+            )
+        figure = figures.get(f"confusion_{key}")
+        if figure:
+            lines += ["", f"![confusion matrices, {v['title']}]({figure})"]
+        if key == "fast_mpoxnet" and "roc" in figures:
+            lines += ["", f"![ROC curves]({figures['roc']})"]
+        lines.append("")
+    lines += _inconclusive_markdown(report.get("inconclusive") or {})
+    return "\n".join(lines) + "\n"
+
+
+def _honest_notes(variants: dict[str, Any]) -> list[str]:
+    epochs = "; ".join(f"{v['title']}: {', '.join(map(str, v['epochs']))}" for v in variants.values())
+    incomplete = [
+        f"{v['title']} ({v['folds_done']} of {FOLD_COUNT} folds)" for v in variants.values() if not v["complete"]
+    ]
+    notes = [
+        "## What differs from the paper",
+        "",
+        f"- **Epochs.** The paper trains 100 epochs; here {epochs}. Training ran on a 2-core CPU within one working "
+        "session, so Fast-MpoxNet got 20 epochs and the baselines 10. Every model is under-trained relative to the "
+        "paper, the baselines more so; the comparison is not the paper's.",
+        "- **ImageNet weights.** No torchvision ImageNet checkpoint for ShuffleNetV2-x0.5 exists offline. The "
+        '"ImageNet backbone" is the substitute described in `shared/weights/WEIGHTS.md`: a ShuffleNetV2-x0.5 stem '
+        "and stages 2-4 of unstated (probably ImageNet) pre-training, converted to torchvision's layout; `conv5` "
+        "and the classifier start random. MobileNetV3-small is trained from scratch, since no ImageNet weights for "
+        "it exist offline.",
+        "- **Folds.** Group-aware, stratified five-fold splits: crops and augmentations of one photo (the manifest's "
+        "`group=` notes) never straddle train and test. The paper split images without grouping, which lets "
+        "near-duplicates leak into the test folds; our numbers are for a stricter test.",
+        "- **Augmentation** is applied on the fly in training (the paper's 12 strategies, 6 per image) rather than "
+        "as a pre-augmented dataset, and test folds hold original photos only.",
+    ]
+    if incomplete:
+        notes.append("- **Incomplete:** " + "; ".join(incomplete) + ". Their means cover only the folds done.")
+    return [*notes, ""]
+
+
+def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
+    if not rule:
+        return []
+    lines = [
+        "## Inconclusive rule and out-of-distribution photos (Fast-MpoxNet)",
+        "",
+        f"Method: top softmax probability below **{rule['threshold']:.4f}** → inconclusive. Chosen on the "
+        f"{rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD photos, which are used only to report "
+        "it. (An energy score would need logits; the fold files store probabilities only.)",
+        "",
+        f"- Mpox recall (inconclusive counted as missed): {rule['mpox_recall_before']:.2%} without the rule, "
+        f"{rule['mpox_recall_after']:.2%} with it "
+        f"(drop {(rule['mpox_recall_before'] - rule['mpox_recall_after']) * 100:.1f} points).",
+        f"- Known-class test photos flagged inconclusive: {rule['known_flagged_fraction']:.1%}.",
+        f"- OOD photos flagged inconclusive: **{rule['ood_flagged_fraction']:.1%}** overall (target ≥ 50%) "
+        + (
+            "— met."
+            if rule["ood_flagged_fraction"] >= 0.5
+            else "— **not met**: the rule alone does not catch "
+            "diseases outside the model's classes; the UI must keep saying so."
+        ),
+        "",
+        "| folder | images | flagged | predicted as (all fold models pooled) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for folder, row in rule["ood"].items():
+        spread = ", ".join(f"{k} {v:.0%}" for k, v in row["predicted_fraction"].items())
+        lines.append(f"| {folder} | {row['images']} | {row['flagged_fraction']:.1%} | {spread} |")
+    return [*lines, ""]
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("ml/reports/crossval"), help="folder holding folds/")
+    parser.add_argument("--remeasure-fps", action="store_true", help="measure FPS again instead of using fps.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    if not (args.out / "folds").is_dir():
+        parser.error(f"no fold results at {args.out / 'folds'}")
+    write_report(args.out, remeasure_fps=args.remeasure_fps)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ml.report
+from ml.report import write_report
+
+CLASSES = ["chickenpox", "measles", "monkeypox", "normal"]
+
+
+def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y_true = np.repeat(np.arange(4), 10)
+    logits = rng.normal(size=(40, 4)) + 2.5 * np.eye(4)[y_true]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ood = rng.dirichlet(np.ones(4), size=6)
+    data = {
+        "variant": variant,
+        "arch": arch,
+        "pretrained": True,
+        "title": variant.replace("_", " "),
+        "fold": fold,
+        "epochs": 2,
+        "class_names": CLASSES,
+        "train_seconds": 1.0,
+        "history": [{"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5}],
+        "y_true": y_true.tolist(),
+        "probs": probs.tolist(),
+        "ood": {"hfmd": {"files": [f"hfmd/{i}.jpg" for i in range(6)], "probs": ood.tolist()}},
+    }
+    path = out / "folds" / f"{variant}_fold{fold}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    for fold in (1, 2):
+        fold_file(tmp_path, "fast_mpoxnet", "fast_mpoxnet", fold, seed=fold)
+    fold_file(tmp_path, "shufflenet_v2_x0_5", "shufflenet_v2_x0_5", 1, seed=9)
+    # Measuring is slow on a busy CPU; the table is what matters here.
+    monkeypatch.setattr(
+        ml.report, "measure_fps_interleaved", lambda archs, num_classes: {a: 30.0 + i for i, a in enumerate(archs)}
+    )
+    return tmp_path
+
+
+def test_report_writes_markdown_json_and_figures(out) -> None:
+    write_report(out)
+    report = json.loads((out / "crossval.json").read_text())
+    fast = report["variants"]["fast_mpoxnet"]
+    assert fast["folds_done"] == 2
+    assert not fast["complete"]
+    assert fast["params"] == 274_084
+    assert report["variants"]["shufflenet_v2_x0_5"]["params"] == 345_892
+    assert set(fast["summary"]) == {"accuracy", "per_class", "auc"}
+    assert set(fast["summary"]["accuracy"]) == {"mean", "sd"}
+    assert set(fast["summary"]["per_class"]["monkeypox"]) == {"precision", "recall", "specificity", "f1"}
+    assert {"macro", "micro", "monkeypox"} <= set(fast["summary"]["auc"])
+    assert len(fast["per_fold"]) == 2
+    assert set(report["practicality"]) == {"fast_mpoxnet", "shufflenet_v2_x0_5"}
+    rule = report["inconclusive"]
+    assert rule["method"] == "max_probability"
+    assert 0 <= rule["mpox_recall_before"] - rule["mpox_recall_after"] <= 0.04 + 1e-9
+    assert 0 <= rule["ood_flagged_fraction"] <= 1
+    assert "hfmd" in rule["ood"]
+    for name in report["figures"].values():
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    markdown = (out / "crossval.md").read_text()
+    assert "incomplete" in markdown
+    assert "](roc_fast_mpoxnet.png)" in markdown
+    assert json.loads((out / "fps.json").read_text())["fps"].keys() == {"fast_mpoxnet", "shufflenet_v2_x0_5"}
+
+
+def test_rebuilding_reuses_the_cached_fps(out, monkeypatch) -> None:
+    (out / "fps.json").write_text(json.dumps({"fps": {"fast_mpoxnet": 50.0, "shufflenet_v2_x0_5": 60.0}}))
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("FPS measured again")
+
+    monkeypatch.setattr(ml.report, "measure_fps_interleaved", no_measuring)
+    write_report(out)
+    report = json.loads((out / "crossval.json").read_text())
+    assert report["variants"]["shufflenet_v2_x0_5"]["fps"] == 60.0
+    assert report["practicality"]["shufflenet_v2_x0_5"] >= 0.4  # the fastest gets the whole FPS weight

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ml.checkpoint import Preprocessing, load_checkpoint
+from ml.data import ImageCache, load_dataset
+from ml.train import TrainSettings, main, train_model
+from tests.ml.trees import image_tree
+
+CLASSES = ("chickenpox", "measles", "monkeypox", "normal")
+PRE = Preprocessing(input_size=64, resize=64)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return load_dataset(image_tree(tmp_path_factory.mktemp("train"), dict.fromkeys(CLASSES, 3)), class_names=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def cache(dataset):
+    return ImageCache(dataset.records, train_short_side=64, eval_resize=64, input_size=64)
+
+
+def run(dataset, cache, epochs, *, lr=3e-3, resume_path=None):
+    settings = TrainSettings(pretrained=False, epochs=epochs, batch_size=4, learning_rate=lr, workers=0, seed=1)
+    return train_model(
+        settings,
+        records=dataset.records,
+        labels=list(dataset.labels),
+        num_classes=4,
+        cache=cache,
+        preprocessing=PRE,
+        val_records=dataset.records,
+        val_labels=list(dataset.labels),
+        device=torch.device("cpu"),
+        resume_path=resume_path,
+        progress=False,
+    )
+
+
+def test_two_epochs_lower_the_loss(dataset, cache) -> None:
+    history = run(dataset, cache, 2).history
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert 0.0 <= history[1]["val_accuracy"] <= 1.0
+
+
+def test_a_resumed_run_continues_at_the_next_epoch(dataset, cache, tmp_path) -> None:
+    partial = tmp_path / "run.partial"
+    run(dataset, cache, 1, resume_path=partial)
+    assert torch.load(partial, weights_only=False)["epoch"] == 1
+    history = run(dataset, cache, 2, resume_path=partial).history
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert torch.load(partial, weights_only=False)["epoch"] == 2
+
+
+def test_the_cli_writes_a_checkpoint_with_its_contract(dataset, tmp_path) -> None:
+    out = tmp_path / "w.pt"
+    args = ["--data", str(dataset.root), "--out", str(out), "--epochs", "1", "--scratch", "--batch-size", "4"]
+    assert main([*args, "--workers", "0", "--device", "cpu"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.class_names == CLASSES
+    assert checkpoint.manifest_sha256 == dataset.manifest_sha256
+    assert checkpoint.training["pretrained"] is False
+    assert checkpoint.training["epochs"] == 1
+    assert checkpoint.code_version
+    assert checkpoint.epoch == 1
+    assert not any(k.startswith("aux_heads.") for k in checkpoint.state_dict)
+    assert not out.with_name("w.pt.partial").exists()
