@@ -151,17 +151,37 @@ def practicality_scores(
     return scores
 
 
+CONFIDENCE_METHODS = ("max_probability", "certainty")
+
+
+def confidence(probs: np.ndarray, method: str = "max_probability") -> np.ndarray:
+    """Per prediction, how sure the model is (higher = surer): ``max_probability`` (the top softmax probability,
+    what the site's rule uses) or ``certainty`` (1 - entropy / log(classes), in [0, 1]). Logit-based scores such as
+    the energy score cannot be computed from stored probabilities: softmax discards the logits' scale."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if method == "max_probability":
+        return probs.max(axis=1)
+    if method == "certainty":
+        entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
+        return 1.0 - entropy / np.log(probs.shape[1])
+    raise ValueError(f"unknown confidence method {method!r}; choose from {', '.join(CONFIDENCE_METHODS)}")
+
+
 def mpox_recall(
-    probs: np.ndarray, y_true: Sequence[int] | np.ndarray, mpox_index: int, threshold: float = 0.0
+    probs: np.ndarray,
+    y_true: Sequence[int] | np.ndarray,
+    mpox_index: int,
+    threshold: float = 0.0,
+    method: str = "max_probability",
 ) -> float:
-    """Recall of the mpox class when predictions whose top probability is below ``threshold`` are inconclusive
+    """Recall of the mpox class when predictions whose confidence is below ``threshold`` are inconclusive
     (an inconclusive mpox photo counts as missed)."""
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
     is_mpox = y == mpox_index
     if not is_mpox.any():
         return 0.0
-    hit = (probs.argmax(axis=1) == mpox_index) & (probs.max(axis=1) >= threshold)
+    hit = (probs.argmax(axis=1) == mpox_index) & (confidence(probs, method) >= threshold)
     return float(hit[is_mpox].mean())
 
 
@@ -171,27 +191,28 @@ def choose_max_probability_threshold(
     mpox_index: int,
     max_recall_drop: float = 0.05,
     margin: float = 0.01,
+    method: str = "max_probability",
 ) -> float:
     """The largest top-probability threshold whose mpox recall on these (out-of-fold, known-class) predictions is at
     most ``max_recall_drop - margin`` below the recall without the rule. The margin (default 1 point, so a 4-point
     budget) leaves room for the threshold to generalise to new photos. Returns 0.0 (rule disabled) when even the
-    smallest useful threshold breaks the budget."""
+    smallest useful threshold breaks the budget. ``method`` picks another confidence score (see ``confidence``)."""
     probs = np.asarray(probs, dtype=np.float64)
     budget = max_recall_drop - margin
     base = mpox_recall(probs, y_true, mpox_index)
     best = 0.0
-    # Recall can only fall as the threshold rises, so scan the candidate values (each observed top probability).
-    for candidate in np.unique(probs.max(axis=1)):
-        if base - mpox_recall(probs, y_true, mpox_index, float(candidate)) <= budget + 1e-12:
+    # Recall can only fall as the threshold rises, so scan the candidate values (each observed confidence).
+    for candidate in np.unique(confidence(probs, method)):
+        if base - mpox_recall(probs, y_true, mpox_index, float(candidate), method) <= budget + 1e-12:
             best = float(candidate)
         else:
             break
     return best
 
 
-def flagged_fraction(probs: np.ndarray, threshold: float) -> float:
-    """The share of predictions the max-probability rule calls inconclusive."""
+def flagged_fraction(probs: np.ndarray, threshold: float, method: str = "max_probability") -> float:
+    """The share of predictions whose confidence is below ``threshold`` (called inconclusive)."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.size == 0:
         return 0.0
-    return float((probs.max(axis=1) < threshold).mean())
+    return float((confidence(probs, method) < threshold).mean())

@@ -27,6 +27,7 @@ from ml import metrics
 logger = logging.getLogger(__name__)
 
 FOLD_COUNT = 5
+COLLAPSE_SHARE = 0.95
 FPS_RUNS = 100
 MPOX = "monkeypox"
 PAPER_TARGETS = {"accuracy": 0.943, "mpox_recall": 0.958}
@@ -70,6 +71,9 @@ def fold_metrics(fold: dict[str, Any]) -> dict[str, Any]:
         "per_class": metrics.per_class_metrics(matrix, names),
         "auc": metrics.auc_summary(probs, y_true, names),
         "confusion": matrix.tolist(),
+        # A model that gives (nearly) every test photo the same label has collapsed, whatever its accuracy says.
+        "collapsed": bool(matrix.sum(axis=0).max() >= COLLAPSE_SHARE * max(len(y_true), 1)),
+        "final_train_loss": fold["history"][-1]["train_loss"] if fold.get("history") else None,
         "train_seconds": fold.get("train_seconds"),
     }
 
@@ -186,6 +190,15 @@ def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "predicted_fraction": {n: float(c / len(stacked)) for n, c in zip(names, predicted, strict=True)},
         }
     all_ood = np.concatenate(pooled) if pooled else np.zeros((0, len(names)))
+    # For comparison only (the site's rule is max_probability): the entropy-based score under the same budget.
+    alt = metrics.choose_max_probability_threshold(probs, y_true, mpox_index, 0.05, 0.01, method="certainty")
+    alternative = {
+        "method": "certainty",
+        "threshold": alt,
+        "ood_flagged_fraction": metrics.flagged_fraction(all_ood, alt, "certainty"),
+        "known_flagged_fraction": metrics.flagged_fraction(probs, alt, "certainty"),
+        "mpox_recall_after": metrics.mpox_recall(probs, y_true, mpox_index, alt, "certainty"),
+    }
     return {
         "method": "max_probability",
         "threshold": threshold,
@@ -197,6 +210,7 @@ def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "known_flagged_fraction": metrics.flagged_fraction(probs, threshold),
         "mpox_recall_before": metrics.mpox_recall(probs, y_true, mpox_index),
         "mpox_recall_after": metrics.mpox_recall(probs, y_true, mpox_index, threshold),
+        "alternative": alternative,
     }
 
 
@@ -212,7 +226,7 @@ def _save(fig: Any, path: Path) -> None:
 def plot_confusions(path: Path, title: str, names: Sequence[str], summed: np.ndarray, worst: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     panels = [
         (summed, "all folds summed"),
         (np.asarray(worst["confusion"]), f"worst fold ({worst['fold']}, acc {worst['accuracy']:.1%})"),
@@ -249,24 +263,27 @@ def plot_roc(path: Path, title: str, probs: np.ndarray, y_true: np.ndarray, name
 
 
 def plot_accuracy_fps(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Like the paper's Figure 7: mean accuracy against FPS, bubble area proportional to the parameter count."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     for row in rows:
         ax.scatter(row["fps"], row["accuracy"] * 100, s=row["params"] / 400, alpha=0.5)
         ax.annotate(
-            f"{row['title']}\n{row['params'] / 1e6:.2f}M params",
+            f"{row['title']}\n{row['params'] / 1e6:.2f}M params{row.get('note', '')}",
             (row["fps"], row["accuracy"] * 100),
             fontsize=7,
-            ha="center",
-            va="bottom",
-            xytext=(0, 8),
+            ha="left",
+            va="center",
+            xytext=(14, 0),
             textcoords="offset points",
         )
     ax.set_xlabel("average FPS (Eq. 6, CPU, batch 1)")
     ax.set_ylabel("mean cross-validated accuracy (%)")
     ax.set_title("Accuracy vs speed (bubble area ~ parameters)", fontsize=10)
-    ax.margins(0.25)
+    low, high = ax.get_xlim()
+    ax.set_xlim(low - 0.1 * (high - low), high + 0.6 * (high - low))
+    ax.margins(y=0.2)
     _save(fig, path)
     plt.close(fig)
 
@@ -356,7 +373,13 @@ def write_report(out_dir: Path, *, remeasure_fps: bool = False) -> None:
     plot_accuracy_fps(
         out_dir / figures["accuracy_fps"],
         [
-            {"title": v["title"], "fps": v["fps"], "params": v["params"], "accuracy": v["summary"]["accuracy"]["mean"]}
+            {
+                "title": v["title"],
+                "fps": v["fps"],
+                "params": v["params"],
+                "accuracy": v["summary"]["accuracy"]["mean"],
+                "note": "" if v["complete"] else f", {v['folds_done']}/{FOLD_COUNT} folds",
+            }
             for v in report["variants"].values()
         ],
     )
@@ -485,6 +508,15 @@ def _honest_notes(variants: dict[str, Any]) -> list[str]:
         "- **Augmentation** is applied on the fly in training (the paper's 12 strategies, 6 per image) rather than "
         "as a pre-augmented dataset, and test folds hold original photos only.",
     ]
+    for v in variants.values():
+        collapsed = [f for f in v["per_fold"] if f["collapsed"]]
+        if collapsed:
+            notes.append(
+                f"- **Collapsed:** {v['title']} gives one label to at least {COLLAPSE_SHARE:.0%} of the test photos in "
+                f"fold(s) {', '.join(str(f['fold']) for f in collapsed)} (in eval mode); "
+                "its accuracy there is the share of that class, not learning. Treat its numbers as a failed "
+                "run, not as the architecture's ability."
+            )
     if incomplete:
         notes.append("- **Incomplete:** " + "; ".join(incomplete) + ". Their means cover only the folds done.")
     return [*notes, ""]
@@ -493,12 +525,13 @@ def _honest_notes(variants: dict[str, Any]) -> list[str]:
 def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
     if not rule:
         return []
+    alt = rule["alternative"]
     lines = [
         "## Inconclusive rule and out-of-distribution photos (Fast-MpoxNet)",
         "",
         f"Method: top softmax probability below **{rule['threshold']:.4f}** → inconclusive. Chosen on the "
         f"{rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD photos, which are used only to report "
-        "it. (An energy score would need logits; the fold files store probabilities only.)",
+        "it.",
         "",
         f"- Mpox recall (inconclusive counted as missed): {rule['mpox_recall_before']:.2%} without the rule, "
         f"{rule['mpox_recall_after']:.2%} with it "
@@ -511,6 +544,11 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
             else "— **not met**: the rule alone does not catch "
             "diseases outside the model's classes; the UI must keep saying so."
         ),
+        "",
+        f"- For comparison, an entropy-based score (certainty = 1 - entropy / log 4) under the same budget: "
+        f"threshold {alt['threshold']:.4f}, OOD flagged {alt['ood_flagged_fraction']:.1%}, known-class photos "
+        f"flagged {alt['known_flagged_fraction']:.1%}, mpox recall {alt['mpox_recall_after']:.2%}. An energy score "
+        "would need the logits, which the fold files do not store (softmax discards their scale).",
         "",
         "| folder | images | flagged | predicted as (all fold models pooled) |",
         "| --- | --- | --- | --- |",

@@ -80,3 +80,10 @@ def test_measure_fps_is_the_mean_of_reciprocal_call_times() -> None:
 def test_mean_sd_uses_the_sample_deviation() -> None:
     assert metrics.mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(np.sqrt(2))}
     assert metrics.mean_sd([0.5])["sd"] == 0.0
+
+
+def test_certainty_is_one_for_a_sure_prediction_and_zero_for_a_uniform_one() -> None:
+    probs = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    assert metrics.confidence(probs, "certainty") == pytest.approx([1.0, 0.0])
+    with pytest.raises(ValueError, match="unknown confidence"):
+        metrics.confidence(probs, "energy")
