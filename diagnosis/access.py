@@ -8,7 +8,7 @@ from django.contrib.auth.models import User as AuthUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from diagnosis.models import Analysis, Case, LesionImage
+from diagnosis.models import Analysis, Case, LesionImage, Review
 
 NURSE = "nurse"
 CLINICIAN = "clinician"
@@ -47,6 +47,11 @@ def user_can_upload(*, user: User, case: Case) -> bool:
     return NURSE in roles and case.created_by_id == user.pk
 
 
+def user_can_review(*, user: User) -> bool:
+    """Reviews, amendments, second reads, claims and lab results are the clinicians' alone."""
+    return CLINICIAN in user_roles(user=user)
+
+
 def case_list_for_user(*, user: User) -> QuerySet[Case]:
     cases = Case.objects.select_related("patient")
     if user_sees_all_cases(user=user):
@@ -77,3 +82,10 @@ def analysis_get_for_user(*, user: User, pk: int) -> Analysis:
         )
     except Analysis.DoesNotExist:
         raise Http404("No such analysis") from None
+
+
+def review_get_for_user(*, user: User, pk: int) -> Review:
+    try:
+        return Review.objects.select_related("case", "image").get(pk=pk, case__in=case_list_for_user(user=user))
+    except Review.DoesNotExist:
+        raise Http404("No such review") from None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -58,20 +59,38 @@ class Patient(models.Model):
 
 class Case(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
+        AWAITING_ANALYSIS = "awaiting_analysis", "Awaiting analysis"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        REVIEWED = "reviewed", "Reviewed"
         CLOSED = "closed", "Closed"
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases_created")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_ANALYSIS, db_index=True)
+    amended = models.BooleanField(default=False)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Raised by every review and lab result: a form posts the version it showed, and a stale one is refused.
+    version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="case_status_created")]
 
     def __str__(self) -> str:
         return f"Case {self.pk}"
+
+    def claim_holder(self, *, now: datetime) -> Any:
+        """The user whose claim is still running at ``now``, or None."""
+        if self.claimed_by_id is None or self.claimed_at is None:
+            return None
+        if self.claimed_at + timedelta(minutes=settings.MPOX_CLAIM_MINUTES) <= now:
+            return None
+        return self.claimed_by
 
 
 class LesionImage(models.Model):
@@ -110,11 +129,21 @@ class LesionImage(models.Model):
         return f"Image {self.pk}"
 
     @property
+    def is_sensitive(self) -> bool:
+        """Blurred in lists and thumbnails until someone deliberately reveals it."""
+        return self.body_part in SENSITIVE_BODY_PARTS
+
+    @property
     def content_type(self) -> str:
         return f"image/{self.image_format.lower()}"
 
     def latest_analysis(self) -> Analysis | None:
         return self.analyses.order_by("-pk").first()
+
+
+SENSITIVE_BODY_PARTS = frozenset(
+    {LesionImage.BodyPart.GENITAL, LesionImage.BodyPart.CLOSE_RANGE, LesionImage.BodyPart.FACE}
+)
 
 
 class Analysis(models.Model):
@@ -187,3 +216,83 @@ class Analysis(models.Model):
         self.status = self.Status.QUEUED
         self.queued_at = timezone.now()
         self.started_at = None
+
+
+class Review(models.Model):
+    """A clinician's decision on a case, or on one photo of it. Never edited: a change is a new row that amends it."""
+
+    class Label(models.TextChoices):
+        MPOX = "mpox", "Mpox"
+        CHICKENPOX = "chickenpox", "Chickenpox"
+        MEASLES = "measles", "Measles"
+        NORMAL = "normal", "Normal skin"
+        OTHER = "other", "Other skin condition"
+        UNUSABLE = "unusable", "Photo unusable"
+
+    class Confidence(models.TextChoices):
+        SURE = "sure", "Sure"
+        PROBABLE = "probable", "Probable"
+        UNSURE = "unsure", "Unsure"
+
+    class Disposition(models.TextChoices):
+        ISOLATE_AND_TEST = "isolate_and_test", "Isolate and test"
+        TEST_ONLY = "test_only", "Test only"
+        DISCHARGE = "discharge", "Discharge"
+        REFER_DERMATOLOGY = "refer_dermatology", "Refer to dermatology"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reviews")
+    image = models.ForeignKey(LesionImage, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews")
+    label = models.CharField(max_length=16, choices=Label.choices)
+    confidence = models.CharField(max_length=16, choices=Confidence.choices)
+    disposition = models.CharField(max_length=20, choices=Disposition.choices)
+    note = models.TextField(blank=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    amends = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="amended_by")
+    amendment_reason = models.TextField(blank=True)
+    is_second_read = models.BooleanField(default=False)
+    case_version = models.PositiveIntegerField(help_text="The case's version this review produced")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amends__isnull=True) | ~models.Q(amendment_reason=""),
+                name="amendment_has_reason",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Review {self.pk} of case {self.case_id}"
+
+
+class LabResult(models.Model):
+    class Pcr(models.TextChoices):
+        POSITIVE = "positive", "PCR positive"
+        NEGATIVE = "negative", "PCR negative"
+        INCONCLUSIVE = "inconclusive", "PCR inconclusive"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="lab_results")
+    pcr = models.CharField(max_length=16, choices=Pcr.choices)
+    collected_on = models.DateField()
+    sample_reference = models.CharField(max_length=64)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    case_version = models.PositiveIntegerField(help_text="The case's version this result produced")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Lab result {self.pk} of case {self.case_id}"
+
+
+class RevealEvent(models.Model):
+    """Who uncovered which blurred photo, and when (the audit log will read these)."""
+
+    image = models.ForeignKey(LesionImage, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Image {self.image_id} revealed by user {self.user_id}"

@@ -11,7 +11,8 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,12 +26,25 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case as SqlCase
+from django.db.models import (
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from PIL import Image
 
 from diagnosis.access import ADMIN, ROLES
-from diagnosis.models import Analysis, Case, LesionImage, ModelVersion, Patient
+from diagnosis.models import Analysis, Case, LabResult, LesionImage, ModelVersion, Patient, RevealEvent, Review
 from ml.imaging import ImageError, ImageTooLargeError, open_image, strip_metadata
 
 if TYPE_CHECKING:
@@ -214,6 +228,7 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
         analysis.error_message = ""
         analysis.finished_at = timezone.now()
         analysis.save()
+        _case_analysed(image_id=analysis.image_id)
     except BaseException:
         for name in written:
             default_storage.delete(name)
@@ -225,7 +240,15 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
 def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
     analysis.mark_failed(message)
     analysis.save(update_fields=["status", "error_message", "finished_at"])
+    _case_analysed(image_id=analysis.image_id)
     return analysis
+
+
+def _case_analysed(*, image_id: int) -> None:
+    # A finished analysis, even a failed one, puts the case in front of a clinician.
+    Case.objects.filter(images__pk=image_id, status=Case.Status.AWAITING_ANALYSIS).update(
+        status=Case.Status.AWAITING_REVIEW, updated_at=timezone.now()
+    )
 
 
 def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = None) -> int:
@@ -256,6 +279,281 @@ def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = 
     if requeued:
         logger.warning("requeued %s stale analyses", requeued)
     return requeued
+
+
+# --- review queue, claims, reviews and lab results ---
+
+# Priority of a case in the review queue (higher first). The model's mpox probability is the base (0 to 1); the
+# bonuses lift the cases a clinician should see sooner; waiting time lifts a case per whole hour, up to a cap.
+PRIORITY_EARLY_STAGE = 0.15
+PRIORITY_SITE = 0.15  # face, hand, genital / perianal
+PRIORITY_INCONCLUSIVE = 0.3
+PRIORITY_PER_HOUR = 0.05
+PRIORITY_MAX_HOURS = 12
+PRIORITY_SITES = (LesionImage.BodyPart.FACE, LesionImage.BodyPart.HAND, LesionImage.BodyPart.GENITAL)
+
+
+class StaleCaseError(Exception):
+    """The case changed after the form was shown; the message says what changed."""
+
+
+def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:
+    """``cases`` annotated with ``mpox_max`` and ``priority`` (computed in SQL) and ordered riskiest first.
+
+    Waiting time counts from the case's creation, by whole hours, so the ordering needs no date arithmetic in SQL.
+    """
+    done = Analysis.objects.filter(image__case=OuterRef("pk"), status=Analysis.Status.DONE)
+    mpox = Cast(KeyTextTransform("monkeypox", "probabilities"), FloatField())
+    mpox_max = Subquery(done.annotate(p=mpox).order_by("-p").values("p")[:1], output_field=FloatField())
+    images = LesionImage.objects.filter(case=OuterRef("pk"))
+    ageing = SqlCase(
+        *[
+            When(created_at__lte=now - timedelta(hours=hours), then=Value(hours * PRIORITY_PER_HOUR))
+            for hours in range(PRIORITY_MAX_HOURS, 0, -1)
+        ],
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+
+    def bonus(condition: Exists, weight: float) -> SqlCase:
+        return SqlCase(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
+
+    return cases.annotate(
+        mpox_max=Coalesce(mpox_max, Value(0.0)),
+        priority=F("mpox_max")
+        + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
+        + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
+        + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE)
+        + ageing,
+    ).order_by("-priority", "created_at", "pk")
+
+
+def waiting_display(*, since: datetime, now: datetime) -> str:
+    """ "2 h 10 min", "45 min": how long a case has waited, for the queue."""
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def case_queue_filter(
+    *,
+    cases: QuerySet[Case],
+    status: str = "",
+    body_part: str = "",
+    stage: str = "",
+    ai_label: str = "",
+    since: date | None = None,
+    reviewer: str = "",
+) -> QuerySet[Case]:
+    """The queue's filters; empty values filter nothing, except ``status``, which defaults to awaiting review."""
+    if status != "all":
+        cases = cases.filter(status=status or Case.Status.AWAITING_REVIEW)
+    images = LesionImage.objects.filter(case=OuterRef("pk"))
+    if body_part:
+        cases = cases.filter(Exists(images.filter(body_part=body_part)))
+    if stage:
+        cases = cases.filter(Exists(images.filter(stage=stage)))
+    if ai_label:
+        done = Analysis.objects.filter(image__case=OuterRef("pk"), status=Analysis.Status.DONE)
+        match = Q(inconclusive=True) if ai_label == "inconclusive" else Q(label=ai_label)
+        cases = cases.filter(Exists(done.filter(match)))
+    if since:
+        cases = cases.filter(created_at__date__gte=since)
+    if reviewer:
+        cases = cases.filter(Exists(Review.objects.filter(case=OuterRef("pk"), reviewer__username=reviewer)))
+    return cases
+
+
+def case_claim(*, case: Case, user: User, now: datetime | None = None) -> Case:
+    """Claim ``case`` for ``user`` unless another clinician's claim is still running; returns the case as stored."""
+    now = now or timezone.now()
+    expired = now - timedelta(minutes=settings.MPOX_CLAIM_MINUTES)
+    free = Q(claimed_by__isnull=True) | Q(claimed_by=user) | Q(claimed_at__lte=expired)
+    Case.objects.filter(free, pk=case.pk).update(claimed_by=user, claimed_at=now)
+    case.refresh_from_db(fields=["claimed_by", "claimed_at"])
+    return case
+
+
+def case_release(*, case: Case, user: User) -> None:
+    """Give up ``user``'s claim on ``case`` (someone else's claim is left alone)."""
+    Case.objects.filter(pk=case.pk, claimed_by=user).update(claimed_by=None, claimed_at=None)
+    case.refresh_from_db(fields=["claimed_by", "claimed_at"])
+
+
+def _case_lock(*, case: Case, expected_version: int) -> Case:
+    """The case row locked for update, or StaleCaseError naming what was saved since ``expected_version``."""
+    locked = Case.objects.select_for_update().get(pk=case.pk)
+    if locked.version == expected_version:
+        return locked
+    changes = [
+        f"{review.reviewer.get_username()} recorded a review ({review.get_label_display()}, "
+        f"{review.get_confidence_display().lower()}) at {timezone.localtime(review.created_at):%H:%M}"
+        for review in locked.reviews.filter(case_version__gt=expected_version).select_related("reviewer")
+    ] + [
+        f"{result.recorded_by.get_username()} recorded a lab result ({result.get_pcr_display()}) "
+        f"at {timezone.localtime(result.created_at):%H:%M}"
+        for result in locked.lab_results.filter(case_version__gt=expected_version).select_related("recorded_by")
+    ]
+    raise StaleCaseError(
+        "This case changed while you were looking at it: " + "; ".join(changes or ["it was updated"]) + ". "
+        "Check the history below and save again if your decision still stands."
+    )
+
+
+def review_record(
+    *,
+    case: Case,
+    reviewer: User,
+    expected_version: int,
+    label: str,
+    confidence: str,
+    disposition: str,
+    note: str = "",
+    image: LesionImage | None = None,
+) -> Review:
+    """Record a clinician's decision on ``case`` (or on one of its photos). Immutable once saved.
+
+    A reviewer who already decided on the same case or photo must amend that review instead; a different
+    clinician's decision is a second read. Raises StaleCaseError if the case changed since ``expected_version``.
+    """
+    _review_check(label=label, confidence=confidence, disposition=disposition)
+    if image is not None and image.case_id != case.pk:
+        raise ValidationError({"image": "That photo belongs to another case."})
+    with transaction.atomic():
+        locked = _case_lock(case=case, expected_version=expected_version)
+        current = _reviews_final(case=locked).filter(image=image)
+        if current.filter(reviewer=reviewer).exists():
+            raise ValidationError("You have already reviewed this; amend your review instead.")
+        return _review_save(
+            case=locked,
+            reviewer=reviewer,
+            image=image,
+            label=label,
+            confidence=confidence,
+            disposition=disposition,
+            note=note,
+            is_second_read=current.exists(),
+        )
+
+
+def review_amend(
+    *,
+    review: Review,
+    reviewer: User,
+    expected_version: int,
+    reason: str,
+    label: str,
+    confidence: str,
+    disposition: str,
+    note: str = "",
+) -> Review:
+    """Replace ``review`` with a new one; the reason is mandatory and the old review stays in the history."""
+    _review_check(label=label, confidence=confidence, disposition=disposition)
+    if not reason.strip():
+        raise ValidationError({"amendment_reason": "Say why the review is amended."})
+    with transaction.atomic():
+        locked = _case_lock(case=review.case, expected_version=expected_version)
+        if Review.objects.filter(amends=review).exists():
+            raise ValidationError("That review has already been amended; amend the latest one.")
+        amendment = _review_save(
+            case=locked,
+            reviewer=reviewer,
+            image=review.image,
+            label=label,
+            confidence=confidence,
+            disposition=disposition,
+            note=note,
+            is_second_read=review.is_second_read,
+            amends=review,
+            amendment_reason=reason.strip(),
+        )
+        Case.objects.filter(pk=locked.pk).update(amended=True)
+    return amendment
+
+
+def _review_check(*, label: str, confidence: str, disposition: str) -> None:
+    if label not in Review.Label.values:
+        raise ValidationError({"label": "Choose the confirmed label."})
+    if confidence not in Review.Confidence.values:
+        raise ValidationError({"confidence": "Choose how sure you are."})
+    if disposition not in Review.Disposition.values:
+        raise ValidationError({"disposition": "Choose what happens to the patient."})
+
+
+def _review_save(*, case: Case, image: LesionImage | None, **fields: object) -> Review:
+    case.version += 1
+    if image is None and case.status in (Case.Status.AWAITING_ANALYSIS, Case.Status.AWAITING_REVIEW):
+        case.status = Case.Status.REVIEWED
+    # The decision is saved: the claim has done its job.
+    case.claimed_by, case.claimed_at = None, None
+    case.save(update_fields=["version", "status", "claimed_by", "claimed_at", "updated_at"])
+    return Review.objects.create(case=case, image=image, case_version=case.version, **fields)
+
+
+def _reviews_final(*, case: Case) -> QuerySet[Review]:
+    """The reviews of ``case`` that no amendment replaced."""
+    return case.reviews.filter(amended_by__isnull=True)
+
+
+def case_disagreement(*, case: Case) -> bool:
+    """Whether the clinicians' current case-level decisions name different labels."""
+    return _reviews_final(case=case).filter(image=None).values("label").distinct().count() > 1
+
+
+def lab_result_record(
+    *, case: Case, recorded_by: User, expected_version: int, pcr: str, collected_on: date, sample_reference: str
+) -> LabResult:
+    """Record a PCR result; the case is closed (the laboratory has spoken)."""
+    if pcr not in LabResult.Pcr.values:
+        raise ValidationError({"pcr": "Choose the PCR result."})
+    if not sample_reference.strip():
+        raise ValidationError({"sample_reference": "Enter the sample reference."})
+    with transaction.atomic():
+        locked = _case_lock(case=case, expected_version=expected_version)
+        locked.version += 1
+        locked.status = Case.Status.CLOSED
+        locked.claimed_by, locked.claimed_at = None, None
+        locked.save(update_fields=["version", "status", "claimed_by", "claimed_at", "updated_at"])
+        return LabResult.objects.create(
+            case=locked,
+            recorded_by=recorded_by,
+            pcr=pcr,
+            collected_on=collected_on,
+            sample_reference=sample_reference.strip(),
+            case_version=locked.version,
+        )
+
+
+NOT_MPOX = "not_mpox"
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    label: str  # a Review.Label value, or NOT_MPOX
+    source: str  # "pcr" or "clinician"
+
+
+def case_ground_truth(*, case: Case) -> GroundTruth | None:
+    """The label statistics should use for ``case``, or None while nothing is known.
+
+    The latest conclusive PCR wins: positive is mpox; negative is the clinicians' latest label unless that was mpox
+    (then simply "not mpox"). Without a conclusive PCR, the latest case-level clinician label that was not amended.
+    """
+    latest = _reviews_final(case=case).filter(image=None).order_by("-created_at", "-pk").first()
+    pcr = case.lab_results.exclude(pcr=LabResult.Pcr.INCONCLUSIVE).order_by("-collected_on", "-pk").first()
+    if pcr is not None and pcr.pcr == LabResult.Pcr.POSITIVE:
+        return GroundTruth(label=Review.Label.MPOX, source="pcr")
+    if pcr is not None:
+        label = latest.label if latest is not None and latest.label != Review.Label.MPOX else NOT_MPOX
+        return GroundTruth(label=label, source="pcr")
+    if latest is not None:
+        return GroundTruth(label=latest.label, source="clinician")
+    return None
+
+
+def image_reveal(*, image: LesionImage, user: User) -> RevealEvent:
+    """Record that ``user`` deliberately uncovered a blurred photo."""
+    return RevealEvent.objects.create(image=image, user=user)
 
 
 # --- model versions ---

@@ -4,22 +4,26 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from diagnosis import access, services
-from diagnosis.forms import CaseForm, UploadForm
+from diagnosis.forms import CaseForm, LabResultForm, QueueFilterForm, ReviewForm, UploadForm
 from diagnosis.models import Case
 from ml.imaging import ImageError
 
+QUEUE_PAGE_SIZE = 25
+REVEALED_SESSION_KEY = "revealed_images"
 CASE_LIST_LENGTH = 100  # the most recent; older cases stay reachable by their links (search comes later)
 
 
@@ -60,6 +64,9 @@ def _case_list_page(request: HttpRequest, form: CaseForm, *, status: int = 200) 
 @require_GET
 def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
     case = access.case_get_for_user(user=request.user, pk=pk)
+    if access.user_can_review(user=request.user) and case.status != Case.Status.CLOSED:
+        # Opening a case to review it claims it, so that colleagues see who is on it.
+        services.case_claim(case=case, user=request.user)  # type: ignore[arg-type]
     return _case_page(request, case, UploadForm())
 
 
@@ -86,12 +93,33 @@ def image_upload(request: HttpRequest, pk: int) -> HttpResponse:
     return _case_page(request, case, form, status=400)
 
 
-def _case_page(request: HttpRequest, case: Case, form: UploadForm, *, status: int = 200) -> HttpResponse:
+def _case_page(
+    request: HttpRequest,
+    case: Case,
+    form: UploadForm,
+    *,
+    status: int = 200,
+    review_form: ReviewForm | None = None,
+    lab_form: LabResultForm | None = None,
+    conflict: str = "",
+) -> HttpResponse:
     images = case.images.select_related("uploaded_by").prefetch_related("analyses__model_version")
     latest = [(image, max(image.analyses.all(), key=lambda a: a.pk, default=None)) for image in images]
+    can_review = access.user_can_review(user=request.user)
+    reviews = list(case.reviews.select_related("reviewer", "image", "amends"))
     context = {
         "case": case,
         "form": form,
+        "can_review": can_review,
+        "claim_holder": case.claim_holder(now=timezone.now()),
+        "reviews": reviews,
+        "disagreement": services.case_disagreement(case=case),
+        "lab_results": case.lab_results.select_related("recorded_by"),
+        "ground_truth": services.case_ground_truth(case=case),
+        "review_form": review_form or ReviewForm(initial={"version": case.version}),
+        "lab_form": lab_form or LabResultForm(initial={"version": case.version}),
+        "conflict": conflict,
+        "revealed": set(request.session.get(REVEALED_SESSION_KEY, [])),
         "items": [{"image": image, "analysis": analysis} for image, analysis in latest],
         "pending": any(analysis and not analysis.is_finished for _, analysis in latest),
         "can_upload": access.user_can_upload(user=request.user, case=case),
@@ -102,12 +130,157 @@ def _case_page(request: HttpRequest, case: Case, form: UploadForm, *, status: in
 
 @login_required
 @require_GET
+def review_queue(request: HttpRequest) -> HttpResponse:
+    """Cases awaiting review, riskiest first; htmx re-fetches the list fragment every few seconds."""
+    if not access.user_sees_all_cases(user=request.user):
+        raise PermissionDenied
+    filters = QueueFilterForm(request.GET)
+    criteria = filters.cleaned_data if filters.is_valid() else {}
+    cases = services.case_queue_filter(cases=access.case_list_for_user(user=request.user), **criteria)
+    now = timezone.now()
+    cases = services.case_queue(cases=cases, now=now).select_related("claimed_by").prefetch_related("images")
+    page = Paginator(cases, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    rows = [
+        {
+            "case": case,
+            "waiting": services.waiting_display(since=case.created_at, now=now),
+            "holder": case.claim_holder(now=now),
+            "thumbnail": next(iter(case.images.all()), None),
+        }
+        for case in page
+    ]
+    context = {
+        "page": page,
+        "rows": rows,
+        "filters": filters,
+        "query": query.urlencode(),
+        "revealed": set(request.session.get(REVEALED_SESSION_KEY, [])),
+    }
+    template = "diagnosis/review_queue.html#queue-list" if request.htmx else "diagnosis/review_queue.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def review_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    case = _case_for_reviewer(request, pk)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        return _case_page(request, case, UploadForm(), status=400, review_form=form)
+    data = form.cleaned_data
+    decision = {name: data[name] for name in ("label", "confidence", "disposition", "note")}
+    try:
+        if data["amends"]:
+            review = access.review_get_for_user(user=request.user, pk=data["amends"])
+            if review.case_id != case.pk:
+                raise Http404("No such review")
+            services.review_amend(
+                review=review,
+                reviewer=request.user,  # type: ignore[arg-type]
+                expected_version=data["version"],
+                reason=data["amendment_reason"],
+                **decision,
+            )
+        else:
+            image = access.image_get_for_user(user=request.user, pk=data["image"]) if data["image"] else None
+            services.review_record(
+                case=case,
+                reviewer=request.user,  # type: ignore[arg-type]
+                expected_version=data["version"],
+                image=image,
+                **decision,
+            )
+    except services.StaleCaseError as exc:
+        case.refresh_from_db()
+        form = ReviewForm(_at_current_version(request, case))
+        return _case_page(request, case, UploadForm(), status=409, review_form=form, conflict=str(exc))
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return _case_page(request, case, UploadForm(), status=400, review_form=form)
+    return redirect(reverse("case-detail", args=[case.pk]) + "#reviews")
+
+
+@login_required
+@require_POST
+def lab_result_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    case = _case_for_reviewer(request, pk)
+    form = LabResultForm(request.POST)
+    if form.is_valid():
+        try:
+            services.lab_result_record(
+                case=case,
+                recorded_by=request.user,  # type: ignore[arg-type]
+                expected_version=form.cleaned_data["version"],
+                pcr=form.cleaned_data["pcr"],
+                collected_on=form.cleaned_data["collected_on"],
+                sample_reference=form.cleaned_data["sample_reference"],
+            )
+        except services.StaleCaseError as exc:
+            case.refresh_from_db()
+            form = LabResultForm(_at_current_version(request, case))
+            return _case_page(request, case, UploadForm(), status=409, lab_form=form, conflict=str(exc))
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return redirect(reverse("case-detail", args=[case.pk]) + "#lab")
+    return _case_page(request, case, UploadForm(), status=400, lab_form=form)
+
+
+def _case_for_reviewer(request: HttpRequest, pk: int) -> Case:
+    """The case, for a clinician to act on: 404 if the user may not see it, 403 if they may see but not act."""
+    case = access.case_get_for_user(user=request.user, pk=pk)
+    if not access.user_can_review(user=request.user):
+        raise PermissionDenied
+    return case
+
+
+def _at_current_version(request: HttpRequest, case: Case) -> QueryDict:
+    """The refused form's answers, kept, against the version now shown: saving again is a deliberate second step."""
+    data = request.POST.copy()
+    data["version"] = str(case.version)
+    return data
+
+
+def _add_errors(form: ReviewForm | LabResultForm, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            for error in errors:
+                form.add_error(field if field in form.fields else None, error)
+    else:
+        form.add_error(None, exc)
+
+
+@login_required
+@require_POST
+def case_release(request: HttpRequest, pk: int) -> HttpResponse:
+    case = _case_for_reviewer(request, pk)
+    services.case_release(case=case, user=request.user)  # type: ignore[arg-type]
+    return redirect("review-queue")
+
+
+@login_required
+@require_POST
+def image_reveal(request: HttpRequest, pk: int) -> HttpResponse:
+    """Uncover a blurred photo for this session, deliberately, and record who did it."""
+    image = access.image_get_for_user(user=request.user, pk=pk)
+    services.image_reveal(image=image, user=request.user)  # type: ignore[arg-type]
+    revealed = request.session.get(REVEALED_SESSION_KEY, [])
+    if image.pk not in revealed:
+        request.session[REVEALED_SESSION_KEY] = [*revealed, image.pk]
+    return redirect(reverse("case-detail", args=[image.case_id]) + f"#image-{image.pk}")
+
+
+@login_required
+@require_GET
 @never_cache
 def image_status(request: HttpRequest, pk: int) -> HttpResponse:
     """One photo's card, polled by htmx while its analysis runs; 286 stops the polling once it is finished."""
     image = access.image_get_for_user(user=request.user, pk=pk)
     analysis = image.latest_analysis()
-    context: dict[str, Any] = {"image": image, "analysis": analysis}
+    revealed = set(request.session.get(REVEALED_SESSION_KEY, []))
+    context: dict[str, Any] = {"image": image, "analysis": analysis, "revealed": revealed}
     html = render_to_string("diagnosis/case_detail.html#image-card", context, request=request)
     if analysis is None or analysis.is_finished:
         return HttpResponseStopPolling(html)

@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "diagnosis.context_processors.review_queue",
             ],
         },
     },
@@ -214,6 +215,10 @@ MPOX_INFERENCE_THREADS = envint("MPOX_INFERENCE_THREADS", "0")  # 0: let the run
 MPOX_ADVISORY_THRESHOLD = envfloat("MPOX_ADVISORY_THRESHOLD", "0.5")
 if not 0.0 < MPOX_ADVISORY_THRESHOLD <= 1.0:
     raise ImproperlyConfigured("MPOX_ADVISORY_THRESHOLD must be in (0, 1]")
+# A clinician's claim on a case (taken when they open it to review) lapses after this many minutes.
+MPOX_CLAIM_MINUTES = envint("MPOX_CLAIM_MINUTES", "20")
+if MPOX_CLAIM_MINUTES < 1:
+    raise ImproperlyConfigured("MPOX_CLAIM_MINUTES must be at least 1")
 MPOX_MAX_UPLOAD_BYTES = envint("MPOX_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
 MPOX_MAX_PIXELS = envint("MPOX_MAX_PIXELS", "50000000")
 # Analyses queued or running longer than this are put back on the queue (their worker died or the message was

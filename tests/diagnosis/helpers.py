@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib.auth.models import User
 
 from diagnosis import services
@@ -13,12 +15,19 @@ def case_for(user: User, identifier: str = "MRN-004821") -> Case:
     return services.case_create(hospital_identifier=identifier, created_by=user)
 
 
-def image_for(case: Case, user: User | None = None, *, data: bytes | None = None) -> LesionImage:
+def image_for(
+    case: Case,
+    user: User | None = None,
+    *,
+    data: bytes | None = None,
+    body_part: str = "arm",
+    stage: str = "early",
+) -> LesionImage:
     return services.lesion_image_create(
         case=case,
         data=data or jpeg_bytes(),
-        body_part="arm",
-        stage="early",
+        body_part=body_part,
+        stage=stage,
         uploaded_by=user or case.created_by,
     )
 
@@ -37,3 +46,34 @@ def finished_analysis(image: LesionImage, **fields: object) -> Analysis:
         setattr(analysis, name, value)
     analysis.save()
     return analysis
+
+
+def case_awaiting_review(
+    user: User,
+    identifier: str,
+    *,
+    mpox: float,
+    body_part: str = "arm",
+    stage: str = "later",
+    inconclusive: bool = False,
+    opened: datetime | None = None,
+) -> Case:
+    """A case with one analysed photo, waiting for a clinician since ``opened``."""
+    case = case_for(user, identifier)
+    rest = (1 - mpox) / 3
+    finished_analysis(
+        image_for(case, body_part=body_part, stage=stage),
+        probabilities={"chickenpox": rest, "measles": rest, "monkeypox": mpox, "normal": rest},
+        label="monkeypox" if mpox >= rest else "chickenpox",
+        inconclusive=inconclusive,
+    )
+    fields: dict[str, object] = {"status": Case.Status.AWAITING_REVIEW}
+    if opened is not None:
+        fields["created_at"] = opened
+    Case.objects.filter(pk=case.pk).update(**fields)
+    case.refresh_from_db()
+    return case
+
+
+def hours_before(now: datetime, hours: float) -> datetime:
+    return now - timedelta(hours=hours)

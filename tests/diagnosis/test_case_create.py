@@ -15,7 +15,7 @@ def test_a_nurse_starts_a_case_for_a_new_patient(nurse) -> None:
     assert response.status_code == 302
     assert response["Location"] == f"/cases/{case.pk}/"
     assert case.created_by == nurse
-    assert case.status == Case.Status.OPEN
+    assert case.status == Case.Status.AWAITING_ANALYSIS
     assert case.patient.hospital_identifier == "MRN-004821"
     assert case.patient.created_by == nurse
 

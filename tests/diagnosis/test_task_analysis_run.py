@@ -4,7 +4,7 @@ import pytest
 from django.db import OperationalError
 
 from diagnosis import services, tasks
-from diagnosis.models import Analysis
+from diagnosis.models import Analysis, Case
 from tests.diagnosis.helpers import case_for, image_for
 
 pytestmark = pytest.mark.django_db
@@ -14,6 +14,8 @@ def test_it_runs_the_analysis_service(nurse, predictor) -> None:
     image = image_for(case_for(nurse))
     tasks.analysis_run.apply(args=(image.analyses.get().pk,), throw=True)
     assert Analysis.objects.get().status == Analysis.Status.DONE
+    image.case.refresh_from_db()
+    assert image.case.status == Case.Status.AWAITING_REVIEW
 
 
 def test_a_poisoned_photo_fails_once_without_retrying(nurse, predictor) -> None:
@@ -26,6 +28,8 @@ def test_a_poisoned_photo_fails_once_without_retrying(nurse, predictor) -> None:
     assert analysis.status == Analysis.Status.FAILED
     assert analysis.attempts == 1
     assert "not a photo" in analysis.error_message
+    image.case.refresh_from_db()
+    assert image.case.status == Case.Status.AWAITING_REVIEW  # a clinician looks at the photo instead
 
 
 def test_database_errors_are_retried_a_bounded_number_of_times(monkeypatch) -> None:
