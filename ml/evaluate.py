@@ -18,6 +18,7 @@ Logs and unreadable-file warnings go to stderr. This interface is stable.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -124,11 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"weights {args.weights} do not exist (train them with python -m ml.train, or pass --weights)")
     from ml.inference import Predictor
 
-    try:
-        predictor = Predictor.load(args.weights, backend=args.backend)
-    except CheckpointError as exc:
-        parser.error(str(exc))
-    result = evaluate(args.data, predictor)
+    # Anything a library prints while loading or predicting goes to stderr: stdout holds only the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            predictor = Predictor.load(args.weights, backend=args.backend)
+        except CheckpointError as exc:
+            parser.error(str(exc))
+        result = evaluate(args.data, predictor)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 FOLD_COUNT = 5
 COLLAPSE_SHARE = 0.95
+FPS_NOISE = 0.05  # relative FPS spread below which speed differences are not trusted (shared, busy CPU)
 FPS_RUNS = 100
 MPOX = "monkeypox"
 PAPER_TARGETS = {"accuracy": 0.943, "mpox_recall": 0.958}
@@ -436,6 +437,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         "ran on it: compare them with each other, not with the paper's i7 numbers.",
         "",
     ]
+    scored = [v["fps"] for k, v in variants.items() if k in report["practicality"]]
+    if len(scored) > 1 and max(scored) - min(scored) < FPS_NOISE * max(scored):
+        lines += [
+            f"**Caution:** the scored variants' FPS differ by less than {FPS_NOISE:.0%} "
+            f"({min(scored):.1f} to {max(scored):.1f}), which is within the noise of a shared CPU, yet min-max "
+            "normalisation turns that gap into the full FPS weight (0.4). Read the practicality ranking as "
+            "accuracy, recall and specificity plus a coin toss on speed.",
+            "",
+        ]
     if "accuracy_fps" in figures:
         lines += [f"![accuracy vs FPS]({figures['accuracy_fps']})", ""]
     fast = variants.get("fast_mpoxnet")

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +58,22 @@ def test_a_missing_folder_or_weights_file_exits_with_a_usage_error(weights, tmp_
         main(["--data", str(tmp_path), "--weights", str(tmp_path / "missing.pt"), "--json"])
     assert exit_info.value.code == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_the_command_prints_only_json_on_stdout(weights, tree) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "ml.evaluate",
+        "--data",
+        str(tree),
+        "--weights",
+        str(weights),
+        "--backend",
+        "torch",
+    ]
+    done = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    )
+    assert json.loads(done.stdout)["n"] == 5
+    assert "broken.jpg" in done.stderr
