@@ -68,6 +68,7 @@ def test_report_writes_markdown_json_and_figures(out) -> None:
     assert 0 <= rule["mpox_recall_before"] - rule["mpox_recall_after"] <= 0.04 + 1e-9
     assert 0 <= rule["ood_flagged_fraction"] <= 1
     assert "hfmd" in rule["ood"]
+    assert set(rule["held_out_check"]) == {"mpox_recall_drop", "max_mpox_recall_drop", "folds_over_budget"}
     for name in report["figures"].values():
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     markdown = (out / "crossval.md").read_text()
