@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.checkpoint import PAPER_CLASSES, Checkpoint, InconclusiveRule, Preprocessing, code_version
+from ml.checkpoint import (
+    PAPER_CLASSES,
+    Checkpoint,
+    CheckpointError,
+    InconclusiveRule,
+    Preprocessing,
+    code_version,
+    load_checkpoint,
+)
 from ml.data import Dataset, ImageCache, group_stratified_folds, load_dataset
 from ml.train import DEFAULT_DATA, TrainSettings, eval_tensor, pick_device, predict_probabilities, train_model
 
@@ -172,12 +180,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing folds")
+    parser.add_argument(
+        "--apply-to",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="copy OUT/crossval.json's metrics and inconclusive threshold into CHECKPOINT, then stop",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.report_only:
         rebuild_report(args.out)
+        return 0
+    if args.apply_to is not None:
+        summary = args.out / "crossval.json"
+        if not summary.is_file():
+            parser.error(f"{summary} does not exist; run the cross-validation (or --report-only) first")
+        try:
+            checkpoint = load_checkpoint(args.apply_to)
+        except CheckpointError as exc:
+            parser.error(str(exc))
+        apply_crossval_summary(checkpoint, summary).save(args.apply_to)
+        logger.info(
+            "wrote cross-validated metrics and threshold %.4f into %s", checkpoint.inconclusive.threshold, args.apply_to
+        )
         return 0
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]
     unknown = [k for k in keys if k not in VARIANTS]
