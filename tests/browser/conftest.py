@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.livestack import Stack, running_stack
+from tests.model_weights import build_random_checkpoint
+
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,3 +46,11 @@ def browser() -> Iterator[object]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The real stack (gunicorn + Celery worker) with random weights, one per test module."""
+    root = tmp_path_factory.mktemp("browser-stack")
+    with running_stack(var_dir=root / "var", weights=build_random_checkpoint(root / "w.pt")) as stack:
+        yield stack

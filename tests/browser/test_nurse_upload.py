@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.livestack import Stack, running_stack
-from tests.model_weights import build_random_checkpoint
+from tests.livestack import Stack
 from tests.photos import jpeg_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("browser-stack")
-    with running_stack(var_dir=root / "var", weights=build_random_checkpoint(root / "w.pt")) as stack:
-        yield stack
 
 
 def start_case_as_nurse(page: Page, stack: Stack, hospital_identifier: str) -> None:
