@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
-from diagnosis.models import Analysis, Case, LesionImage, ModelVersion, Patient
+from diagnosis.models import Analysis, Case, LabResult, LesionImage, ModelVersion, Patient, RevealEvent, Review
 
 
 @admin.register(ModelVersion)
@@ -20,9 +21,9 @@ class PatientAdmin(admin.ModelAdmin):
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
-    list_display = ["pk", "patient", "status", "created_by", "created_at"]
-    list_filter = ["status"]
-    readonly_fields = ["patient", "created_by", "created_at", "updated_at"]
+    list_display = ["pk", "patient", "status", "amended", "created_by", "created_at"]
+    list_filter = ["status", "amended"]
+    readonly_fields = ["patient", "created_by", "created_at", "updated_at", "version"]
 
 
 @admin.register(LesionImage)
@@ -60,3 +61,33 @@ class AnalysisAdmin(admin.ModelAdmin):
     @admin.display(description="heatmap files")
     def heatmap_files(self, obj: Analysis) -> str:
         return ", ".join(f.name or "" for f in (obj.heatmap_overlay, obj.heatmap) if f)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Clinical decisions and lab results are immutable records: the admin shows them and nothing more."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "case", "image", "label", "confidence", "disposition", "reviewer", "amends", "created_at"]
+    list_filter = ["label", "confidence", "disposition", "is_second_read"]
+
+
+@admin.register(LabResult)
+class LabResultAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "case", "pcr", "collected_on", "sample_reference", "recorded_by", "created_at"]
+    list_filter = ["pcr"]
+
+
+@admin.register(RevealEvent)
+class RevealEventAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "image", "user", "created_at"]

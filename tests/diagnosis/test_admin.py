@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from diagnosis import services
@@ -39,3 +41,26 @@ def test_every_admin_page_renders_without_file_urls(nurse, admin_user, predictor
 def test_a_nurse_cannot_use_the_admin(nurse) -> None:
     response = client_for(nurse).get("/admin/diagnosis/patient/")
     assert response.status_code == 302
+
+
+def test_reviews_and_lab_results_are_read_only_in_the_admin(nurse, clinician, admin_user) -> None:
+    case = case_for(nurse)
+    review = services.review_record(
+        case=case, reviewer=clinician, expected_version=0, label="mpox", confidence="sure", disposition="test_only"
+    )
+    result = services.lab_result_record(
+        case=case,
+        recorded_by=clinician,
+        expected_version=1,
+        pcr="positive",
+        collected_on=date(2026, 3, 1),
+        sample_reference="LAB-1",
+    )
+    client = client_for(admin_user)
+    for name, pk in (("review", review.pk), ("labresult", result.pk)):
+        assert client.get(f"/admin/diagnosis/{name}/").status_code == 200
+        page = client.get(f"/admin/diagnosis/{name}/{pk}/change/")
+        assert page.status_code == 200
+        assert 'name="_save"' not in page.content.decode()
+        assert client.post(f"/admin/diagnosis/{name}/{pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/diagnosis/review/add/").status_code == 403

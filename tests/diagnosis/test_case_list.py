@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import client_for
-from tests.diagnosis.helpers import case_for
+from tests.diagnosis.helpers import case_awaiting_review, case_for
 
 pytestmark = pytest.mark.django_db
 
@@ -33,3 +33,8 @@ def test_an_auditor_sees_cases_but_cannot_start_one(nurse, auditor) -> None:
     body = client_for(auditor).get("/cases/").content.decode()
     assert f"/cases/{case.pk}/" in body
     assert "Start a case" not in body
+
+
+def test_a_nurse_sees_the_status_of_her_cases(nurse) -> None:
+    case_awaiting_review(nurse, "MRN-1", mpox=0.5)
+    assert "Awaiting review" in client_for(nurse).get("/cases/").content.decode()
