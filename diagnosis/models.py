@@ -74,6 +74,10 @@ class Case(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Raised by every review and lab result: a form posts the version it showed, and a stale one is refused.
     version = models.PositiveIntegerField(default=0)
+    # Kept up to date as analyses finish (services.case_risk_refresh), so that the queue sorts on a column: the
+    # highest mpox probability of the case's photos, and that plus the queue's bonuses (ageing is added at read time).
+    ai_mpox_max = models.FloatField(default=0.0)
+    risk = models.FloatField(default=0.0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

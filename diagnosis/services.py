@@ -246,9 +246,11 @@ def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
 
 def _case_analysed(*, image_id: int) -> None:
     # A finished analysis, even a failed one, puts the case in front of a clinician.
-    Case.objects.filter(images__pk=image_id, status=Case.Status.AWAITING_ANALYSIS).update(
+    case_id = LesionImage.objects.values_list("case_id", flat=True).get(pk=image_id)
+    Case.objects.filter(pk=case_id, status=Case.Status.AWAITING_ANALYSIS).update(
         status=Case.Status.AWAITING_REVIEW, updated_at=timezone.now()
     )
+    case_risk_refresh(case_id=case_id)
 
 
 def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = None) -> int:
@@ -297,15 +299,37 @@ class StaleCaseError(Exception):
     """The case changed after the form was shown; the message says what changed."""
 
 
-def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:
-    """``cases`` annotated with ``mpox_max`` and ``priority`` (computed in SQL) and ordered riskiest first.
-
-    Waiting time counts from the case's creation, by whole hours, so the ordering needs no date arithmetic in SQL.
-    """
+def case_risk_refresh(*, case_id: int) -> None:
+    """Store the case's highest mpox probability and its risk (that plus the queue bonuses), computed in SQL."""
     done = Analysis.objects.filter(image__case=OuterRef("pk"), status=Analysis.Status.DONE)
     mpox = Cast(KeyTextTransform("monkeypox", "probabilities"), FloatField())
     mpox_max = Subquery(done.annotate(p=mpox).order_by("-p").values("p")[:1], output_field=FloatField())
     images = LesionImage.objects.filter(case=OuterRef("pk"))
+
+    def bonus(condition: Exists, weight: float) -> SqlCase:
+        return SqlCase(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
+
+    row = (
+        Case.objects.filter(pk=case_id)
+        .annotate(
+            mpox_now=Coalesce(mpox_max, Value(0.0)),
+            risk_now=F("mpox_now")
+            + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
+            + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
+            + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE),
+        )
+        .values("mpox_now", "risk_now")
+        .first()
+    )
+    if row is not None:
+        Case.objects.filter(pk=case_id).update(ai_mpox_max=row["mpox_now"], risk=row["risk_now"])
+
+
+def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:
+    """``cases`` annotated with ``priority`` (the stored risk plus ageing, in SQL) and ordered riskiest first.
+
+    Waiting time counts from the case's creation, by whole hours, so the ordering needs no date arithmetic in SQL.
+    """
     ageing = SqlCase(
         *[
             When(created_at__lte=now - timedelta(hours=hours), then=Value(hours * PRIORITY_PER_HOUR))
@@ -314,18 +338,7 @@ def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:
         default=Value(0.0),
         output_field=FloatField(),
     )
-
-    def bonus(condition: Exists, weight: float) -> SqlCase:
-        return SqlCase(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
-
-    return cases.annotate(
-        mpox_max=Coalesce(mpox_max, Value(0.0)),
-        priority=F("mpox_max")
-        + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
-        + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
-        + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE)
-        + ageing,
-    ).order_by("-priority", "created_at", "pk")
+    return cases.annotate(priority=F("risk") + ageing).order_by("-priority", "created_at", "pk")
 
 
 def waiting_display(*, since: datetime, now: datetime) -> str:

@@ -71,6 +71,7 @@ def case_awaiting_review(
     if opened is not None:
         fields["created_at"] = opened
     Case.objects.filter(pk=case.pk).update(**fields)
+    services.case_risk_refresh(case_id=case.pk)
     case.refresh_from_db()
     return case
 

@@ -16,6 +16,10 @@ def test_it_runs_the_analysis_service(nurse, predictor) -> None:
     assert Analysis.objects.get().status == Analysis.Status.DONE
     image.case.refresh_from_db()
     assert image.case.status == Case.Status.AWAITING_REVIEW
+    # The queue's sort key is stored as the analysis finishes: the mpox probability plus the early-stage bonus.
+    mpox = Analysis.objects.get().mpox_probability
+    assert image.case.ai_mpox_max == pytest.approx(mpox)
+    assert image.case.risk == pytest.approx(mpox + services.PRIORITY_EARLY_STAGE)
 
 
 def test_a_poisoned_photo_fails_once_without_retrying(nurse, predictor) -> None:
