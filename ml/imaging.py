@@ -115,7 +115,12 @@ def strip_metadata(data: bytes) -> bytes:
     The orientation is baked into the pixels and, when the photo carries a colour profile, the pixels are converted
     to sRGB first so the stored copy looks the same without the profile. JPEG and WebP are written at quality 95.
     """
-    image, fmt = _decode(_read(data, MAX_BYTES), max_pixels=MAX_PIXELS, target_short_side=None)
+    data = _read(data, MAX_BYTES)
+    lossless = _jpeg_is_plain_upright(data)
+    # The full decode also proves the file is whole; only the re-encode is skipped for a plain upright JPEG.
+    image, fmt = _decode(data, max_pixels=MAX_PIXELS, target_short_side=None)
+    if lossless and fmt == "JPEG":
+        return _jpeg_without_metadata(data)
     icc = image.info.get("icc_profile")
     if isinstance(icc, bytes) and icc:
         image = _to_srgb(image, icc)
@@ -126,6 +131,50 @@ def strip_metadata(data: bytes) -> bytes:
     else:
         image.save(out, format=fmt, quality=95)
     return out.getvalue()
+
+
+# JPEG markers kept when metadata is dropped: JFIF (APP0) and Adobe (APP14, it says how the colours are coded).
+_JPEG_KEPT_APP_MARKERS = {0xE0, 0xEE}
+_JPEG_STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
+
+
+def _jpeg_is_plain_upright(data: bytes) -> bool:
+    """A JPEG whose pixels need no change to be stored: upright, RGB or grey, with no colour profile."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            orientation = header.getexif().get(0x0112, 1)
+            return header.mode in ("RGB", "L") and orientation in (1, None) and not header.info.get("icc_profile")
+    except Exception:  # any doubt (odd EXIF, unreadable header): take the re-encoding path, which reports errors
+        return False
+
+
+def _jpeg_without_metadata(data: bytes) -> bytes:
+    """Copy a JPEG segment by segment, leaving out EXIF/GPS, XMP, IPTC, ICC and comments; the compressed pixel
+    data (everything from the start-of-scan marker on) is copied unchanged, so nothing is lost to re-encoding."""
+    out = bytearray(data[:2])
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise CorruptImageError(_DAMAGED)
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is image data
+            out += data[i:]
+            return bytes(out)
+        if marker in _JPEG_STANDALONE_MARKERS:
+            out += data[i : i + 2]
+            i += 2
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        is_metadata = (0xE1 <= marker <= 0xEF and marker not in _JPEG_KEPT_APP_MARKERS) or marker == 0xFE
+        if not is_metadata:
+            out += data[i:end]
+        i = end
+    raise CorruptImageError(_DAMAGED)
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

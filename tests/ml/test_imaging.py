@@ -242,6 +242,29 @@ def test_strip_metadata_removes_exif_gps_xmp_and_the_colour_profile_but_keeps_th
     assert top[0] > 200 > top[2]
 
 
+def test_strip_metadata_keeps_an_upright_jpeg_s_pixels_bit_for_bit_and_drops_its_gps() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 0.0)  # GPS latitude
+    original = encode(photo(64, 48), "JPEG", exif=exif.tobytes(), comment=b"bed 12", quality=90)
+
+    cleaned = strip_metadata(original)
+
+    assert b"PhoneMaker" not in cleaned
+    assert b"bed 12" not in cleaned
+    assert len(cleaned) < len(original)
+    with Image.open(io.BytesIO(cleaned)) as image:
+        assert not image.getexif()
+    # No re-encoding: the compressed image data is copied, so the decoded pixels are identical.
+    assert np.array_equal(np.asarray(open_image(cleaned)), np.asarray(open_image(original)))
+
+
+def test_strip_metadata_refuses_a_jpeg_whose_segments_are_cut_short() -> None:
+    original = encode(photo(64, 48), "JPEG")
+    with pytest.raises(ImageError):
+        strip_metadata(original[:200])
+
+
 def test_strip_metadata_drops_png_text_chunks_and_keeps_png() -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", "Ward 3, bed 12")
