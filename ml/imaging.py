@@ -116,11 +116,12 @@ def strip_metadata(data: bytes) -> bytes:
     to sRGB first so the stored copy looks the same without the profile. JPEG and WebP are written at quality 95.
     """
     data = _read(data, MAX_BYTES)
-    lossless = _jpeg_is_plain_upright(data)
-    # The full decode also proves the file is whole; only the re-encode is skipped for a plain upright JPEG.
-    image, fmt = _decode(data, max_pixels=MAX_PIXELS, target_short_side=None)
-    if lossless and fmt == "JPEG":
+    if _jpeg_is_plain_upright(data):
+        # Decoding at reduced scale (draft mode) still reads every compressed byte, so a truncated or corrupt file
+        # fails here, at a fraction of a full decode's cost; the stored pixels are the original's, unchanged.
+        _decode(data, max_pixels=MAX_PIXELS, target_short_side=256)
         return _jpeg_without_metadata(data)
+    image, fmt = _decode(data, max_pixels=MAX_PIXELS, target_short_side=None)
     icc = image.info.get("icc_profile")
     if isinstance(icc, bytes) and icc:
         image = _to_srgb(image, icc)
