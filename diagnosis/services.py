@@ -28,6 +28,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case as SqlCase
 from django.db.models import (
+    Count,
     Exists,
     F,
     FloatField,
@@ -511,6 +512,12 @@ def _reviews_final(*, case: Case) -> QuerySet[Review]:
 def case_disagreement(*, case: Case) -> bool:
     """Whether the clinicians' current case-level decisions name different labels."""
     return _reviews_final(case=case).filter(image=None).values("label").distinct().count() > 1
+
+
+def case_disagreement_count(*, cases: QuerySet[Case]) -> int:
+    """How many of ``cases`` have clinicians' current case-level decisions that name different labels."""
+    final = Review.objects.filter(case__in=cases, image=None, amended_by__isnull=True)
+    return final.values("case").annotate(labels=Count("label", distinct=True)).filter(labels__gt=1).count()
 
 
 def lab_result_record(

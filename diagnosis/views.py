@@ -120,6 +120,11 @@ def _case_page(
         "lab_form": lab_form or LabResultForm(initial={"version": case.version}),
         "conflict": conflict,
         "revealed": set(request.session.get(REVEALED_SESSION_KEY, [])),
+        # The same patient's other cases (those this user may see), newest first.
+        "timeline": access.case_list_for_user(user=request.user)
+        .filter(patient_id=case.patient_id)
+        .exclude(pk=case.pk)
+        .order_by("-created_at"),
         "items": [{"image": image, "analysis": analysis} for image, analysis in latest],
         "pending": any(analysis and not analysis.is_finished for _, analysis in latest),
         "can_upload": access.user_can_upload(user=request.user, case=case),
@@ -155,6 +160,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "filters": filters,
+        "disagreements": services.case_disagreement_count(cases=access.case_list_for_user(user=request.user)),
         "query": query.urlencode(),
         "revealed": set(request.session.get(REVEALED_SESSION_KEY, [])),
     }

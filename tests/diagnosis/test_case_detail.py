@@ -69,3 +69,14 @@ def test_anonymous_visitors_are_sent_to_log_in(nurse) -> None:
     response = Client().get(f"/cases/{case.pk}/")
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
+
+
+def test_the_patients_earlier_cases_are_listed_as_a_timeline(nurse, other_nurse) -> None:
+    first = case_for(nurse, "MRN-004821")
+    second = case_for(nurse, "MRN-004821")
+    hidden = case_for(other_nurse, "MRN-004821")  # same patient, another nurse's case: not hers to see
+    unrelated = case_for(nurse, "MRN-000001")
+    body = client_for(nurse).get(f"/cases/{second.pk}/").content.decode()
+    assert f'<a href="/cases/{first.pk}/">Case {first.pk}</a>' in body
+    assert f'href="/cases/{hidden.pk}/"' not in body
+    assert f'href="/cases/{unrelated.pk}/"' not in body

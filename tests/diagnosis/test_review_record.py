@@ -76,6 +76,8 @@ def test_a_second_clinician_adds_a_second_read_and_the_disagreement_shows(nurse,
     second = Review.objects.get(reviewer=colleague)
     assert second.is_second_read
     assert services.case_disagreement(case=case)
+    assert services.case_disagreement_count(cases=Case.objects.all()) == 1
+    assert "1 case</a> with clinicians who disagree." in client_for(clinician).get("/review/").content.decode()
     assert "The clinicians disagree on this case." in client_for(clinician).get(f"/cases/{case.pk}/").content.decode()
 
 
