@@ -229,11 +229,11 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
         analysis.error_message = ""
         analysis.finished_at = timezone.now()
         analysis.save()
-        _case_analysed(image_id=analysis.image_id)
     except BaseException:
         for name in written:
             default_storage.delete(name)
         raise
+    _case_analysed(image_id=analysis.image_id)
     logger.info("analysis %s done in %.0f ms", analysis_id, analysis.timings.get("total_ms", 0.0))
     return analysis
 

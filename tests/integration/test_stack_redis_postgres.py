@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -42,6 +43,21 @@ def test_a_nurse_uploads_a_photo_and_the_worker_stores_result_and_heatmaps(
         private = tmp_path / "var" / "private"
         for name in (overlay, heatmap):
             assert (private / name).read_bytes().startswith(b"\x89PNG")
+
+        # The worker moves the case into the clinicians' queue just after storing the result.
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(postgres_url) as db:
+                case_row = db.execute("SELECT status, risk FROM diagnosis_case WHERE id = %s", [case_id]).fetchone()
+            if (case_row and case_row[0] == "awaiting_review") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert case_row is not None
+        assert case_row[0] == "awaiting_review"
+        assert case_row[1] >= 0.15  # the early-stage bonus, plus the mpox probability
+        queue = stack.session("clinician").get("/review/")
+        assert queue.status == 200
+        assert f"/cases/{case_id}/" in queue.body
 
         health = nurse.get("/healthz")
         assert health.status == 200
