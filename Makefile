@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint setup chromium bench bench-stack clean
+.PHONY: run test lint setup chromium bench bench-stack bench-queue clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) is required (Python 3.11)"; exit 1; }
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # The whole stack (upload over HTTP to a stored result) next to the bare model pipeline; prints JSON.
 bench-stack: $(STAMP)
 	$(PY) benchmarks/stack.py
+
+# Render time of the clinicians' review queue with 50,000 cases; prints JSON.
+bench-queue: $(STAMP)
+	$(PY) benchmarks/review_queue.py
 
 clean:
 	rm -rf $(VENV) var/
