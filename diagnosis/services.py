@@ -246,9 +246,10 @@ def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
 
 
 def _case_analysed(*, image_id: int) -> None:
-    # A finished analysis, even a failed one, puts the case in front of a clinician.
+    # A finished analysis, even a failed one, puts the case in front of a clinician; on a case already reviewed it
+    # is a photo no clinician has seen, so the case goes back to the queue (a closed case stays closed).
     case_id = LesionImage.objects.values_list("case_id", flat=True).get(pk=image_id)
-    Case.objects.filter(pk=case_id, status=Case.Status.AWAITING_ANALYSIS).update(
+    Case.objects.filter(pk=case_id, status__in=[Case.Status.AWAITING_ANALYSIS, Case.Status.REVIEWED]).update(
         status=Case.Status.AWAITING_REVIEW, updated_at=timezone.now()
     )
     case_risk_refresh(case_id=case_id)

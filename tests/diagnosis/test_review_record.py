@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from diagnosis import services
 from diagnosis.models import Case, Review
 from tests.conftest import client_for, make_user
-from tests.diagnosis.helpers import case_awaiting_review
+from tests.diagnosis.helpers import case_awaiting_review, image_for
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +151,32 @@ def test_nurses_and_auditors_see_the_review_but_no_form(nurse, auditor, clinicia
         assert "Umbilicated papules." in body
         assert 'id="review-form"' not in body
         assert "Reviewed" in body
+
+
+def test_a_photo_added_after_the_review_sends_the_case_back_to_the_queue(nurse, clinician, predictor) -> None:
+    case = case_awaiting_review(nurse, "R12", mpox=0.8)
+    post_review(clinician, case)
+    case.refresh_from_db()
+    assert case.status == Case.Status.REVIEWED
+    image = image_for(case, nurse)
+    case.refresh_from_db()
+    assert case.status == Case.Status.REVIEWED  # nothing new to see until the analysis is done
+    services.analysis_run(analysis_id=image.analyses.get().pk)
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert f"/cases/{case.pk}/" in client_for(clinician).get("/review/").content.decode()
+
+    # The clinician looks at the new photo and amends their decision: the case is reviewed again.
+    response = post_review(clinician, case, amends=Review.objects.get().pk, amendment_reason="New photo seen")
+    assert response.status_code == 302
+    case.refresh_from_db()
+    assert case.status == Case.Status.REVIEWED
+
+
+def test_a_photo_added_to_a_closed_case_leaves_it_closed(nurse, clinician, predictor) -> None:
+    case = case_awaiting_review(nurse, "R13", mpox=0.8)
+    Case.objects.filter(pk=case.pk).update(status=Case.Status.CLOSED)
+    image = image_for(case, nurse)
+    services.analysis_run(analysis_id=image.analyses.get().pk)
+    case.refresh_from_db()
+    assert case.status == Case.Status.CLOSED
