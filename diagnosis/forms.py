@@ -112,3 +112,4 @@ class QueueFilterForm(forms.Form):
     )
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Opened since")
     reviewer = forms.CharField(required=False, max_length=150, label="Reviewed by (user name)")
+    disagreement = forms.BooleanField(required=False, label="Clinicians disagree")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import kombu
 from celery.exceptions import SoftTimeLimitExceeded
@@ -359,8 +359,16 @@ def case_queue_filter(
     ai_label: str = "",
     since: date | None = None,
     reviewer: str = "",
+    disagreement: bool = False,
 ) -> QuerySet[Case]:
-    """The queue's filters; empty values filter nothing, except ``status``, which defaults to awaiting review."""
+    """The queue's filters; empty values filter nothing, except ``status``, which defaults to awaiting review.
+
+    ``disagreement`` keeps the cases whose clinicians disagree; with it, an empty ``status`` means any status (such
+    cases are usually reviewed already).
+    """
+    if disagreement:
+        cases = cases.filter(pk__in=_case_ids_in_disagreement())
+        status = status or "all"
     if status != "all":
         cases = cases.filter(status=status or Case.Status.AWAITING_REVIEW)
     images = LesionImage.objects.filter(case=OuterRef("pk"))
@@ -517,8 +525,13 @@ def case_disagreement(*, case: Case) -> bool:
 
 def case_disagreement_count(*, cases: QuerySet[Case]) -> int:
     """How many of ``cases`` have clinicians' current case-level decisions that name different labels."""
-    final = Review.objects.filter(case__in=cases, image=None, amended_by__isnull=True)
-    return final.values("case").annotate(labels=Count("label", distinct=True)).filter(labels__gt=1).count()
+    return _case_ids_in_disagreement().filter(case__in=cases).count()
+
+
+def _case_ids_in_disagreement() -> QuerySet[Review, Any]:
+    """The ids (as ``case``) of the cases whose current case-level decisions name different labels."""
+    final = Review.objects.filter(image=None, amended_by__isnull=True)
+    return final.values("case").annotate(labels=Count("label", distinct=True)).filter(labels__gt=1).values("case")
 
 
 def lab_result_record(

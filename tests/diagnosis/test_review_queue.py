@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.test import Client
 
 from diagnosis import services
 from diagnosis.access import case_list_for_user
-from diagnosis.models import Case
+from diagnosis.models import Case, Review
 from tests.conftest import client_for, make_user
 from tests.diagnosis.helpers import case_awaiting_review, case_for, hours_before
 
@@ -141,3 +142,34 @@ def test_anonymous_visitors_are_sent_to_log_in() -> None:
     response = Client().get("/review/")
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
+
+
+def test_the_disagreement_link_filters_the_cases_whose_clinicians_disagree(nurse, clinician) -> None:
+    colleague = make_user("clinician", "dr-two")
+    decision: dict[str, Any] = {"confidence": "sure", "disposition": "test_only"}
+
+    def reviewed(identifier: str, first: str, second: str) -> tuple[Case, Review]:
+        case = case_awaiting_review(nurse, identifier, mpox=0.5)
+        review = services.review_record(case=case, reviewer=clinician, expected_version=0, label=first, **decision)
+        services.review_record(case=case, reviewer=colleague, expected_version=1, label=second, **decision)
+        return case, review
+
+    disagree, _ = reviewed("G1", "mpox", "chickenpox")
+    agree, _ = reviewed("G2", "mpox", "mpox")
+    settled, mine = reviewed("G3", "mpox", "measles")
+    services.review_amend(
+        review=mine, reviewer=clinician, expected_version=2, reason="Koplik spots", label="measles", **decision
+    )
+    waiting = case_awaiting_review(nurse, "G4", mpox=0.9)
+    client = client_for(clinician)
+
+    page = client.get("/review/").content.decode()
+    assert '<a href="?disagreement=1">1 case</a> with clinicians who disagree.' in page
+    body = client.get("/review/?disagreement=1").content.decode()
+    assert f"/cases/{disagree.pk}/" in body
+    for other in (agree, settled, waiting):
+        assert f"/cases/{other.pk}/" not in body
+    # The filter combines with the others: no case awaiting review has a disagreement.
+    body = client.get("/review/?disagreement=1&status=awaiting_review").content.decode()
+    assert f"/cases/{disagree.pk}/" not in body
+    assert 'name="disagreement"' in body
