@@ -3,7 +3,17 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from diagnosis.models import Analysis, Case, LabResult, LesionImage, ModelVersion, Patient, RevealEvent, Review
+from diagnosis.models import (
+    Analysis,
+    ApiClient,
+    Case,
+    LabResult,
+    LesionImage,
+    ModelVersion,
+    Patient,
+    RevealEvent,
+    Review,
+)
 
 
 @admin.register(ModelVersion)
@@ -91,3 +101,14 @@ class LabResultAdmin(ReadOnlyAdmin):
 @admin.register(RevealEvent)
 class RevealEventAdmin(ReadOnlyAdmin):
     list_display = ["pk", "image", "user", "created_at"]
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """Read-only-ish: tokens are created, rotated and revoked with `manage.py create_api_client`."""
+
+    list_display = ["name", "scopes", "token_prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["token_prefix", "token_sha256", "created_by", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -300,3 +300,23 @@ class RevealEvent(models.Model):
 
     def __str__(self) -> str:
         return f"Image {self.image_id} revealed by user {self.user_id}"
+
+
+class ApiClient(models.Model):
+    """A hospital system that calls the REST API; only a SHA-256 hash of its token is stored."""
+
+    SCOPES = ("submit", "read", "lab", "stats")
+
+    name = models.CharField(max_length=100, unique=True)
+    scopes = models.JSONField(default=list, help_text="Any of submit, read, lab, stats")
+    token_prefix = models.CharField(max_length=12, unique=True, help_text="Non-secret start of the token, for lookup")
+    token_sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

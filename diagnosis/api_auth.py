@@ -1,0 +1,103 @@
+"""Bearer-token authentication, scopes and per-client rate limiting for the REST API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions, throttling
+from rest_framework.request import Request
+
+from diagnosis.models import ApiClient
+
+PREFIX_LENGTH = 12
+DEFAULT_RATE = "120/min"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_new() -> str:
+    return "mpx_" + secrets.token_urlsafe(32)
+
+
+def api_client_create(name: str, scopes: list[str]) -> tuple[ApiClient, str]:
+    """Create a client; the token is returned once and only its hash is kept."""
+    unknown = sorted(set(scopes) - set(ApiClient.SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
+    token = token_new()
+    client = ApiClient.objects.create(
+        name=name, scopes=sorted(set(scopes)), token_prefix=token[:PREFIX_LENGTH], token_sha256=token_hash(token)
+    )
+    return client, token
+
+
+def api_client_rotate(client: ApiClient) -> str:
+    token = token_new()
+    client.token_prefix = token[:PREFIX_LENGTH]
+    client.token_sha256 = token_hash(token)
+    client.revoked_at = None
+    client.save(update_fields=["token_prefix", "token_sha256", "revoked_at"])
+    return token
+
+
+def api_client_revoke(client: ApiClient) -> None:
+    client.revoked_at = timezone.now()
+    client.save(update_fields=["revoked_at"])
+
+
+class BearerAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>`; request.auth is the ApiClient, request.user is anonymous."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiClient] | None:
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        token = token.strip()
+        if not token:
+            raise exceptions.AuthenticationFailed("Missing bearer token.")
+        client = ApiClient.objects.filter(token_prefix=token[:PREFIX_LENGTH]).first()
+        if client is None or not hmac.compare_digest(client.token_sha256, token_hash(token)):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if client.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This token has been revoked.")
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=timezone.now())
+        return AnonymousUser(), client
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class HasScope(permissions.BasePermission):
+    """Views name the scope they need as `required_scope`."""
+
+    message = "This API client lacks the scope this operation needs."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        client = request.auth
+        if not isinstance(client, ApiClient):
+            return False
+        return getattr(view, "required_scope", None) in client.scopes
+
+
+class ApiClientRateThrottle(throttling.SimpleRateThrottle):
+    """One bucket per API client; rate from settings.MPOX_API_RATE or the MPOX_API_RATE env var."""
+
+    scope = "api_client"
+
+    def get_rate(self) -> str:
+        return getattr(settings, "MPOX_API_RATE", None) or os.environ.get("MPOX_API_RATE") or DEFAULT_RATE
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if not isinstance(request.auth, ApiClient):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from diagnosis import api_auth
+from diagnosis.models import ApiClient
+
+
+class Command(BaseCommand):
+    help = "Create an API client and print its token once; --revoke NAME or --rotate NAME act on an existing one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--scope", action="append", default=[], choices=ApiClient.SCOPES)
+        parser.add_argument("--revoke", metavar="NAME")
+        parser.add_argument("--rotate", metavar="NAME")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["revoke"]:
+            api_auth.api_client_revoke(self._client(options["revoke"]))
+            self.stdout.write(f"Revoked API client {options['revoke']}")
+            return
+        if options["rotate"]:
+            token = api_auth.api_client_rotate(self._client(options["rotate"]))
+            self.stdout.write(token)
+            return
+        name = options["name"]
+        if not name:
+            raise CommandError("give a NAME, or --revoke NAME / --rotate NAME")
+        if not options["scope"]:
+            raise CommandError("give at least one --scope")
+        if ApiClient.objects.filter(name=name).exists():
+            raise CommandError(f"an API client named {name!r} already exists")
+        _, token = api_auth.api_client_create(name, options["scope"])
+        self.stdout.write(token)
+
+    def _client(self, name: str) -> ApiClient:
+        try:
+            return ApiClient.objects.get(name=name)
+        except ApiClient.DoesNotExist as exc:
+            raise CommandError(f"no API client named {name!r}") from exc
