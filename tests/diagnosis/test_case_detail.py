@@ -80,3 +80,48 @@ def test_the_patients_earlier_cases_are_listed_as_a_timeline(nurse, other_nurse)
     assert f'<a href="/cases/{first.pk}/">Case {first.pk}</a>' in body
     assert f'href="/cases/{hidden.pk}/"' not in body
     assert f'href="/cases/{unrelated.pk}/"' not in body
+
+
+def test_each_analysed_photo_offers_zoom_and_side_by_side_through_the_checked_views(nurse) -> None:
+    case = case_for(nurse)
+    image = image_for(case)
+    analysis = finished_analysis(image, heatmap="heatmaps/abc.png", heatmap_overlay="heatmaps/abc-overlay.png")
+    body = client_for(nurse).get(f"/cases/{case.pk}/").content.decode()
+    photo, overlay = f"/images/{image.pk}/photo", f"/analyses/{analysis.pk}/overlay.png"
+    # Zoom without JavaScript: a link to a :target layer holding the full-size photo, and the photo in a new tab.
+    assert f'<a href="#zoom-{image.pk}" class="zoom-link">Zoom</a>' in body
+    assert f'id="zoom-{image.pk}"' in body
+    assert f'<a href="{photo}" target="_blank" rel="noopener">Full size in a new tab</a>' in body
+    # Side by side: the original and the overlay in a <details>, each opening full size.
+    assert '<details class="side-by-side">' in body
+    assert f'<img src="{photo}" alt="Photo {image.pk}, original" loading="lazy">' in body
+    assert f'<img src="{overlay}" alt="Photo {image.pk} with the heatmap overlay" loading="lazy">' in body
+    # The toggle and the opacity slider are still there.
+    assert 'class="heat-toggle" checked' in body
+    assert 'class="heat-opacity"' in body
+    # Only the access-checked views: never a storage path or a media URL.
+    assert "heatmaps/" not in body
+    assert "lesions/" not in body
+    assert "/private-files-are-not-served/" not in body
+
+
+def test_a_photo_still_analysing_can_be_zoomed_but_has_no_side_by_side_yet(nurse) -> None:
+    case = case_for(nurse)
+    image = image_for(case)
+    body = client_for(nurse).get(f"/cases/{case.pk}/").content.decode()
+    assert f'href="#zoom-{image.pk}"' in body
+    assert "side-by-side" not in body
+
+
+def test_a_blurred_sensitive_photo_offers_no_zoom_until_revealed(nurse) -> None:
+    case = case_for(nurse)
+    image = image_for(case, body_part="genital")
+    finished_analysis(image, heatmap="heatmaps/abc.png", heatmap_overlay="heatmaps/abc-overlay.png")
+    client = client_for(nurse)
+    body = client.get(f"/cases/{case.pk}/").content.decode()
+    assert f"zoom-{image.pk}" not in body
+    assert "side-by-side" not in body
+    client.post(f"/images/{image.pk}/reveal")
+    body = client.get(f"/cases/{case.pk}/").content.decode()
+    assert f'href="#zoom-{image.pk}"' in body
+    assert '<details class="side-by-side">' in body
