@@ -7,6 +7,9 @@ from typing import Any
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.dateparse import parse_date
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
@@ -79,7 +82,40 @@ class AnalysisHeatmap(ApiView):
         return views._private_file(analysis.heatmap_overlay, "image/png")
 
 
+class AnalysisCursor(CursorPagination):
+    ordering = "-pk"
+    page_size = 50
+
+
+class AnalysisList(ApiView):
+    """All the hospital's analyses, newest first; filters: patient, status, label, date (YYYY-MM-DD, queued on)."""
+
+    def get(self, request: Request) -> Response:
+        analyses = Analysis.objects.select_related("image__case", "model_version")
+        params = request.query_params
+        if params.get("patient"):
+            analyses = analyses.filter(image__case__patient__hospital_identifier=params["patient"])
+        if params.get("status"):
+            if params["status"] not in Analysis.Status.values:
+                raise ValidationError({"status": [f"One of {', '.join(Analysis.Status.values)}."]})
+            analyses = analyses.filter(status=params["status"])
+        if params.get("label"):
+            analyses = analyses.filter(label=params["label"])
+        if params.get("date"):
+            try:
+                day = parse_date(params["date"]) if len(params["date"]) == 10 else None
+            except ValueError:  # well formed but not a real day, e.g. 2026-02-30
+                day = None
+            if day is None:
+                raise ValidationError({"date": ["A date as YYYY-MM-DD."]})
+            analyses = analyses.filter(queued_at__date=day)
+        paginator = AnalysisCursor()
+        page = paginator.paginate_queryset(analyses, request, view=self) or []
+        return paginator.get_paginated_response([analysis_json(analysis, request) for analysis in page])
+
+
 urlpatterns = [
+    path("analyses", AnalysisList.as_view(), name="api-analyses"),
     path("analyses/<int:pk>", AnalysisDetail.as_view(), name="api-analysis"),
     path("analyses/<int:pk>/heatmap", AnalysisHeatmap.as_view(), name="api-analysis-heatmap"),
 ]
