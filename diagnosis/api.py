@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.dateparse import parse_date
-from rest_framework.exceptions import ValidationError
+from rest_framework import status as http
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from diagnosis import api_auth, views
-from diagnosis.models import Analysis
+from diagnosis import api_auth, services, views
+from diagnosis.models import Analysis, ApiClient, ApiIdempotencyKey
+from ml import imaging
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -82,6 +87,88 @@ class AnalysisHeatmap(ApiView):
         return views._private_file(analysis.heatmap_overlay, "image/png")
 
 
+class ImageProblem(APIException):
+    def __init__(self, status_code: int, detail: str) -> None:
+        self.status_code = status_code
+        super().__init__(detail)
+
+
+IMAGE_STATUS = [
+    (imaging.ImageTooLargeError, http.HTTP_413_REQUEST_ENTITY_TOO_LARGE),
+    (imaging.UnsupportedFormatError, http.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
+    (imaging.NotAnImageError, http.HTTP_415_UNSUPPORTED_MEDIA_TYPE),
+    (imaging.ImageError, http.HTTP_422_UNPROCESSABLE_ENTITY),
+]
+
+
+def service_user(client: ApiClient) -> User:
+    """Cases and photos name a user; an API client acts as its own inactive user, who cannot log in."""
+    user, created = User.objects.get_or_create(username=f"api-client-{client.pk}", defaults={"is_active": False})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+class AnalysisSubmit(ApiView):
+    required_scope = "submit"
+
+    def post(self, request: Request) -> Response:
+        client = request.auth
+        assert isinstance(client, ApiClient)
+        key = request.headers.get("Idempotency-Key", "").strip()[:200]
+        if key:
+            earlier = ApiIdempotencyKey.objects.filter(client=client, key=key).first()
+            if earlier:
+                return self._accepted(earlier.analysis, request)
+        upload = request.FILES.get("image")
+        data: Any = request.data
+        errors = {
+            name: ["This field is required."]
+            for name in ("body_part", "stage", "patient_id")
+            if not str(data.get(name, "")).strip()
+        }
+        if upload is None:
+            errors["image"] = ["Attach the photo as a multipart file."]
+        if errors:
+            raise ValidationError(errors)
+        assert upload is not None
+        user = service_user(client)
+        try:
+            with transaction.atomic():
+                case = services.case_create(hospital_identifier=str(data["patient_id"]), created_by=user)
+                image = services.lesion_image_create(
+                    case=case,
+                    data=upload.read(),
+                    body_part=str(data["body_part"]),
+                    stage=str(data["stage"]),
+                    uploaded_by=user,
+                )
+                analysis = image.analyses.get()
+                if key:
+                    ApiIdempotencyKey.objects.create(client=client, key=key, analysis=analysis)
+        except DjangoValidationError as exc:
+            return self._problem_422(exc)
+        except imaging.ImageError as exc:
+            status_code = next(code for kind, code in IMAGE_STATUS if isinstance(exc, kind))
+            raise ImageProblem(status_code, str(exc)) from exc
+        except IntegrityError:  # a concurrent retry with the same key won
+            return self._accepted(ApiIdempotencyKey.objects.get(client=client, key=key).analysis, request)
+        return self._accepted(analysis, request)
+
+    def _accepted(self, analysis: Analysis, request: Request) -> Response:
+        url = request.build_absolute_uri(reverse("api-analysis", args=[analysis.pk]))
+        return Response({"id": analysis.pk, "status": analysis.status, "url": url}, status=http.HTTP_202_ACCEPTED)
+
+    def _problem_422(self, exc: DjangoValidationError) -> Response:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(
+            {"type": "about:blank", "status": 422, "title": "Invalid tags.", "errors": errors},
+            status=http.HTTP_422_UNPROCESSABLE_ENTITY,
+            content_type="application/problem+json",
+        )
+
+
 class AnalysisCursor(CursorPagination):
     ordering = "-pk"
     page_size = 50
@@ -114,8 +201,16 @@ class AnalysisList(ApiView):
         return paginator.get_paginated_response([analysis_json(analysis, request) for analysis in page])
 
 
+class AnalysisCollection(AnalysisSubmit, AnalysisList):
+    """`GET` lists (scope read), `POST` submits a photo (scope submit)."""
+
+    def check_permissions(self, request: Request) -> None:
+        self.required_scope = "submit" if request.method == "POST" else "read"
+        super().check_permissions(request)
+
+
 urlpatterns = [
-    path("analyses", AnalysisList.as_view(), name="api-analyses"),
+    path("analyses", AnalysisCollection.as_view(), name="api-analyses"),
     path("analyses/<int:pk>", AnalysisDetail.as_view(), name="api-analysis"),
     path("analyses/<int:pk>/heatmap", AnalysisHeatmap.as_view(), name="api-analysis-heatmap"),
 ]

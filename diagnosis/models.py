@@ -320,3 +320,18 @@ class ApiClient(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiIdempotencyKey(models.Model):
+    """An `Idempotency-Key` an API client sent with a submission, so that a retry answers the same analysis."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_per_client")]
+
+    def __str__(self) -> str:
+        return f"Idempotency key of {self.client_id} for analysis {self.analysis_id}"

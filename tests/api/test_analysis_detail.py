@@ -1,32 +1,19 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
-from diagnosis import api_auth
+from tests.api.conftest import api_client_with
 from tests.diagnosis.helpers import case_for, finished_analysis, image_for
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    cache.clear()
-
-
-def _client(*scopes: str) -> APIClient:
-    _, token = api_auth.api_client_create("ehr-" + "-".join(scopes), list(scopes))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
 def test_a_finished_analysis_as_json(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse)))
     analysis.heatmap_overlay.save("o.png", ContentFile(b"\x89PNG fake"))
-    response = _client("read").get(f"/api/v1/analyses/{analysis.pk}")
+    response = api_client_with("read").get(f"/api/v1/analyses/{analysis.pk}")
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == analysis.pk
@@ -41,7 +28,7 @@ def test_a_finished_analysis_as_json(nurse) -> None:
 def test_the_heatmap_is_served_as_png_with_nosniff(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse)))
     analysis.heatmap_overlay.save("o.png", ContentFile(b"\x89PNG fake"))
-    response = _client("read").get(f"/api/v1/analyses/{analysis.pk}/heatmap")
+    response = api_client_with("read").get(f"/api/v1/analyses/{analysis.pk}/heatmap")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -52,9 +39,9 @@ def test_errors_are_problem_json(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse)))
     for client, url, status in [
         (APIClient(), f"/api/v1/analyses/{analysis.pk}", 401),
-        (_client("submit"), f"/api/v1/analyses/{analysis.pk}", 403),
-        (_client("read"), "/api/v1/analyses/999999", 404),
-        (_client("read", "stats"), f"/api/v1/analyses/{analysis.pk}/heatmap", 404),
+        (api_client_with("submit"), f"/api/v1/analyses/{analysis.pk}", 403),
+        (api_client_with("read"), "/api/v1/analyses/999999", 404),
+        (api_client_with("read", "stats"), f"/api/v1/analyses/{analysis.pk}/heatmap", 404),
     ]:
         response = client.get(url)
         assert response.status_code == status, url

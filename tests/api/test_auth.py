@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
@@ -21,13 +20,6 @@ class ReadView(APIView):
 
     def get(self, request: Request) -> Response:
         return Response({"client": str(request.auth)})
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def _get(token: str | None = None, scheme: str = "Bearer"):

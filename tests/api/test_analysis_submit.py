@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from diagnosis.models import Analysis, Case
+from tests.api.conftest import api_client_with
+from tests.photos import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _form(data: bytes | None = None, **fields: object) -> dict[str, object]:
+    form: dict[str, object] = {"body_part": "arm", "stage": "early", "patient_id": "MRN-77"}
+    form["image"] = io.BytesIO(data if data is not None else jpeg_bytes())
+    form.update(fields)
+    return form
+
+
+def test_a_submission_is_accepted_and_queued() -> None:
+    response = api_client_with("submit").post("/api/v1/analyses", _form(), format="multipart")
+    assert response.status_code == 202
+    body = response.json()
+    analysis = Analysis.objects.get(pk=body["id"])
+    assert body["status"] == "queued" or body["status"] == analysis.status
+    assert body["url"].endswith(f"/api/v1/analyses/{analysis.pk}")
+    case = Case.objects.get()
+    assert case.patient.hospital_identifier == "MRN-77"
+    assert case.created_by.username.startswith("api-client-")
+    assert not case.created_by.is_active
+
+
+def test_a_retry_with_the_same_idempotency_key_answers_the_same_analysis() -> None:
+    client = api_client_with("submit")
+    first = client.post("/api/v1/analyses", _form(), format="multipart", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post("/api/v1/analyses", _form(), format="multipart", HTTP_IDEMPOTENCY_KEY="k-1")
+    other = client.post("/api/v1/analyses", _form(), format="multipart", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert first.json()["id"] == again.json()["id"] != other.json()["id"]
+    assert Case.objects.count() == 2
+
+
+def test_submitting_needs_the_submit_scope() -> None:
+    response = api_client_with("read").post("/api/v1/analyses", _form(), format="multipart")
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "field"),
+    [
+        (lambda: {"body_part": "arm"}, 400, "image"),
+        (lambda: _form(stage="late-ish"), 422, "stage"),
+        (lambda: _form(data=b"%PDF-1.4 not a photo"), 415, None),
+        (lambda: _form(data=jpeg_bytes()[:200]), 422, None),
+    ],
+)
+def test_bad_submissions_are_problems_not_500s(form, status, field) -> None:
+    response = api_client_with("submit").post("/api/v1/analyses", form(), format="multipart")
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    if field:
+        assert field in response.json()["errors"]
+    assert not Case.objects.exists()
+
+
+def test_a_too_large_photo_is_413(settings) -> None:
+    settings.MPOX_MAX_UPLOAD_BYTES = 100
+    response = api_client_with("submit").post("/api/v1/analyses", _form(), format="multipart")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
