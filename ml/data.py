@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ml.checkpoint import Preprocessing
+from ml.imaging import centre_crop, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -117,28 +120,14 @@ def group_stratified_folds(dataset: Dataset, *, n_folds: int = 5, seed: int = 0)
     return folds
 
 
-def decode_rgb(path: Path, *, short_side: int) -> Image.Image:
-    """Decode once, upright and RGB, shrunk so the short side is ``short_side`` (JPEG draft mode makes it cheap)."""
-    with Image.open(path) as image:
-        image.draft("RGB", (short_side, short_side))
-        upright = ImageOps.exif_transpose(image)
-        rgb = upright.convert("RGBA").convert("RGB") if upright.mode in ("P", "LA", "RGBA") else upright.convert("RGB")
-    scale = short_side / min(rgb.size)
-    if scale < 1:
-        rgb = rgb.resize(
-            (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR
-        )
-    return rgb
-
-
-def centre_crop(image: Image.Image, *, resize: int, size: int) -> Image.Image:
-    """The eval-time view: short side to ``resize``, then the central ``size`` square (as at inference)."""
-    scale = resize / min(image.size)
-    resized = image.resize(
-        (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.BILINEAR
+def shrink(image: Image.Image, *, short_side: int) -> Image.Image:
+    """Downscale (never enlarge) so the short side is ``short_side``."""
+    scale = short_side / min(image.size)
+    if scale >= 1:
+        return image
+    return image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
     )
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
-    return resized.crop((left, top, left + size, top + size))
 
 
 class ImageCache:
@@ -156,10 +145,13 @@ class ImageCache:
         self.train_images: dict[Path, Image.Image] = {}
         self.eval_arrays: dict[Path, np.ndarray] = {}
 
+        preprocessing = Preprocessing(input_size=input_size, resize=eval_resize)
+
         def load(record: ImageRecord) -> tuple[Path, Image.Image, np.ndarray]:
-            image = decode_rgb(record.path, short_side=max(train_short_side, eval_resize))
-            view = centre_crop(image, resize=eval_resize, size=input_size)
-            return record.path, image, np.asarray(view, dtype=np.uint8)
+            # The production decoder and crop (ml.imaging), so cross-validation scores what the site will see.
+            image = open_image(record.path, target_short_side=eval_resize)
+            view = centre_crop(image, preprocessing)
+            return record.path, shrink(image, short_side=train_short_side), np.asarray(view, dtype=np.uint8)
 
         unique = list({r.path: r for r in records}.values())
         with ThreadPoolExecutor(max_workers=threads) as pool:

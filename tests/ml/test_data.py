@@ -49,3 +49,17 @@ def test_a_missing_class_folder_or_data_folder_is_an_error(tmp_path) -> None:
         load_dataset(root, class_names=CLASSES)
     with pytest.raises(FileNotFoundError):
         load_dataset(tmp_path / "nowhere")
+
+
+def test_the_cached_eval_view_is_exactly_what_the_site_feeds_the_model(dataset) -> None:
+    from ml.checkpoint import Preprocessing
+    from ml.data import ImageCache
+    from ml.imaging import centre_crop, open_image
+
+    records = dataset.records[:3]
+    cache = ImageCache(records, threads=1)
+    preprocessing = Preprocessing()
+    for record in records:
+        production = centre_crop(open_image(record.path, target_short_side=preprocessing.resize), preprocessing)
+        assert np.array_equal(cache.eval_arrays[record.path], np.asarray(production))
+        assert min(cache.train_images[record.path].size) <= 256
