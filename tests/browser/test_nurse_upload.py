@@ -37,6 +37,7 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
     start_case_as_nurse(page, stack, "MRN-004821")
     expect(page.get_by_role("heading", level=1)).to_contain_text("•••••4821")
     assert "MRN-004821" not in page.content()
+    page.wait_for_load_state("load")  # the page's upload script is in place, as for a person who sees the page
 
     page.locator("input[type=file]").set_input_files(photo)
     expect(page.locator("#file-name")).to_have_text("lesion.jpg")
