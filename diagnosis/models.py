@@ -65,6 +65,8 @@ class Case(models.Model):
         CLOSED = "closed", "Closed"
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    # The hospital's visit number when another system sent the case (API), so results can be filed back against it.
+    encounter_id = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases_created")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_ANALYSIS, db_index=True)
     amended = models.BooleanField(default=False)
@@ -335,3 +337,74 @@ class ApiIdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"Idempotency key of {self.client_id} for analysis {self.analysis_id}"
+
+
+class AuditEntry(models.Model):
+    """One security-relevant event. Append-only, and chained: each entry hashes its content and its predecessor's hash.
+
+    Rows are written only by ``diagnosis.audit.audit_record``; people and systems are referenced by id plus a label
+    copied at the time, and patients only by their pseudonymous row id, never by hospital identifier.
+    """
+
+    class Action(models.TextChoices):
+        LOGIN = "login", "Logged in"
+        LOGOUT = "logout", "Logged out"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOCKOUT = "lockout", "Locked out"
+        CASE_CREATE = "case_create", "Created a case"
+        CASE_VIEW = "case_view", "Viewed a case"
+        CASE_LIST_VIEW = "case_list_view", "Viewed the case list"
+        QUEUE_VIEW = "queue_view", "Viewed the review queue"
+        PHOTO_VIEW = "photo_view", "Viewed a photo"
+        HEATMAP_VIEW = "heatmap_view", "Viewed a heatmap"
+        PHOTO_REVEAL = "photo_reveal", "Revealed a sensitive photo"
+        UPLOAD = "upload", "Uploaded a photo"
+        ANALYSIS_DONE = "analysis_done", "Analysis completed"
+        ANALYSIS_FAILED = "analysis_failed", "Analysis failed"
+        CASE_CLAIM = "case_claim", "Claimed a case"
+        CASE_RELEASE = "case_release", "Released a case"
+        REVIEW = "review", "Recorded a review"
+        AMENDMENT = "amendment", "Amended a review"
+        LAB_RESULT = "lab_result", "Recorded a lab result"
+        STATS_VIEW = "stats_view", "Viewed statistics"
+        AUDIT_VIEW = "audit_view", "Viewed the audit log"
+        EXPORT = "export", "Exported data"
+        USER_CHANGE = "user_change", "Changed a user"
+        ROLE_CHANGE = "role_change", "Changed a user's roles"
+        MODEL_VERSION_CHANGE = "model_version_change", "Changed the active model"
+        API_CLIENT_CHANGE = "api_client_change", "Changed an API client"
+        API_CALL = "api_call", "API call"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        DENIED = "denied", "Denied"
+        FAILED = "failed", "Failed"
+
+    # Position in the chain, assigned under a lock; verification walks entries in this order.
+    seq = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField(db_index=True)
+    # Plain ids, not foreign keys: the log must outlive (and never block) changes to the rows it mentions.
+    actor_user_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    api_client_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    actor_label = models.CharField(max_length=150, blank=True, help_text="Username or API client name at the time")
+    action = models.CharField(max_length=32, db_index=True)
+    object_type = models.CharField(max_length=32, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    patient_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    case_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, default=Outcome.SUCCESS)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"Audit entry {self.seq}: {self.action}"
+
+    @property
+    def action_display(self) -> str:
+        return self.Action(self.action).label if self.action in self.Action.values else self.action
