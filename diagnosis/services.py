@@ -248,9 +248,14 @@ def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
 def _case_analysed(*, image_id: int) -> None:
     # A finished analysis, even a failed one, puts the case in front of a clinician; on a case already reviewed it
     # is a photo no clinician has seen, so the case goes back to the queue (a closed case stays closed).
+    # Sending a reviewed case back raises its version, so a review form opened before the new photo is refused.
     case_id = LesionImage.objects.values_list("case_id", flat=True).get(pk=image_id)
-    Case.objects.filter(pk=case_id, status__in=[Case.Status.AWAITING_ANALYSIS, Case.Status.REVIEWED]).update(
-        status=Case.Status.AWAITING_REVIEW, updated_at=timezone.now()
+    now = timezone.now()
+    Case.objects.filter(pk=case_id, status=Case.Status.AWAITING_ANALYSIS).update(
+        status=Case.Status.AWAITING_REVIEW, updated_at=now
+    )
+    Case.objects.filter(pk=case_id, status=Case.Status.REVIEWED).update(
+        status=Case.Status.AWAITING_REVIEW, version=F("version") + 1, updated_at=now
     )
     case_risk_refresh(case_id=case_id)
 
@@ -418,7 +423,9 @@ def _case_lock(*, case: Case, expected_version: int) -> Case:
         for result in locked.lab_results.filter(case_version__gt=expected_version).select_related("recorded_by")
     ]
     raise StaleCaseError(
-        "This case changed while you were looking at it: " + "; ".join(changes or ["it was updated"]) + ". "
+        "This case changed while you were looking at it: "
+        + "; ".join(changes or ["a new photo's result arrived"])
+        + ". "
         "Check the history below and save again if your decision still stands."
     )
 

@@ -180,3 +180,18 @@ def test_a_photo_added_to_a_closed_case_leaves_it_closed(nurse, clinician, predi
     services.analysis_run(analysis_id=image.analyses.get().pk)
     case.refresh_from_db()
     assert case.status == Case.Status.CLOSED
+
+
+def test_a_review_form_opened_before_a_new_photo_was_analysed_is_refused(nurse, clinician, predictor) -> None:
+    case = case_awaiting_review(nurse, "R9", mpox=0.8)
+    assert post_review(clinician, case).status_code == 302
+    case.refresh_from_db()
+    shown = case.version
+    services.analysis_run(analysis_id=image_for(case).analyses.get().pk)
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    assert case.version == shown + 1
+    response = client_for(clinician).post(f"/cases/{case.pk}/reviews", {**DECISION, "version": shown})
+    assert response.status_code == 409
+    assert "a new photo&#x27;s result arrived" in response.content.decode()
+    assert Review.objects.count() == 1
