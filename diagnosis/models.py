@@ -319,6 +319,10 @@ class ApiClient(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Where to POST when an analysis this client submitted finishes (diagnosis/webhooks.py). The secret signs the
+    # notifications, so it is kept as is, unlike the token: the server needs it, not just a way to check it.
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret = models.CharField(max_length=100, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -339,6 +343,36 @@ class ApiIdempotencyKey(models.Model):
         return f"Idempotency key of {self.client_id} for analysis {self.analysis_id}"
 
 
+class WebhookDelivery(models.Model):
+    """One completion notification to an API client's webhook; the row, not the broker, says what is still owed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Given up"
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="+")
+    payload = models.JSONField(help_text="The JSON sent: ids, status, label and a URL; never a patient identifier")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Due time of the next try while pending; a try in progress pushes it out by a lease, so a killed worker's
+    # delivery falls due again instead of being lost.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["client", "analysis"], name="one_webhook_per_analysis")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_due")]
+
+    def __str__(self) -> str:
+        return f"Webhook delivery {self.pk} ({self.status})"
+
+
 class AuditEntry(models.Model):
     """One security-relevant event. Append-only, and chained: each entry hashes its content and its predecessor's hash.
 
@@ -351,6 +385,7 @@ class AuditEntry(models.Model):
         LOGOUT = "logout", "Logged out"
         LOGIN_FAILED = "login_failed", "Failed login"
         LOCKOUT = "lockout", "Locked out"
+        UNLOCK = "unlock", "Unlocked a log-in"
         CASE_CREATE = "case_create", "Created a case"
         CASE_VIEW = "case_view", "Viewed a case"
         CASE_LIST_VIEW = "case_list_view", "Viewed the case list"

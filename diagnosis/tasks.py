@@ -11,7 +11,7 @@ from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from diagnosis import services
+from diagnosis import services, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,18 @@ def analysis_run(analysis_id: int) -> None:
 @shared_task
 def analysis_requeue_stale() -> None:
     services.analysis_requeue_stale(older_than=timedelta(seconds=settings.MPOX_ANALYSIS_STALE_SECONDS))
+
+
+@shared_task
+def webhook_deliver(delivery_id: int) -> None:
+    webhooks.webhook_deliver(delivery_id=delivery_id)
+
+
+@shared_task
+def webhook_sweep() -> None:
+    # Each try may wait the full timeout: send only as many as fit well inside the task's soft time limit.
+    limit = max(1, int((settings.CELERY_TASK_SOFT_TIME_LIMIT - 10) // settings.MPOX_WEBHOOK_TIMEOUT_SECONDS))
+    webhooks.webhook_sweep(limit=limit)
 
 
 @worker_process_init.connect

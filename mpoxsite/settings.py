@@ -232,4 +232,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "diagnosis.tasks.analysis_requeue_stale",
         "schedule": float(envint("MPOX_REQUEUE_INTERVAL_SECONDS", "60")),
     },
+    "send-due-webhooks": {
+        "task": "diagnosis.tasks.webhook_sweep",
+        "schedule": float(envint("MPOX_WEBHOOK_SWEEP_SECONDS", "30")),
+    },
 }
+# The address other systems reach this site at: completion webhooks carry links to it (they have no request to
+# take the host from).
+MPOX_PUBLIC_URL = env("MPOX_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+if not MPOX_PUBLIC_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MPOX_PUBLIC_URL must start with http:// or https://, got {MPOX_PUBLIC_URL!r}")
+# Completion webhooks: each try waits this long for an answer; failed tries are repeated after
+# BACKOFF, 2 x BACKOFF, 4 x BACKOFF ... seconds (at most an hour apart), MAX_ATTEMPTS tries in all.
+MPOX_WEBHOOK_TIMEOUT_SECONDS = envfloat("MPOX_WEBHOOK_TIMEOUT_SECONDS", "5")
+MPOX_WEBHOOK_MAX_ATTEMPTS = envint("MPOX_WEBHOOK_MAX_ATTEMPTS", "8")
+MPOX_WEBHOOK_BACKOFF_SECONDS = envint("MPOX_WEBHOOK_BACKOFF_SECONDS", "30")
+if not 0 < MPOX_WEBHOOK_TIMEOUT_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("MPOX_WEBHOOK_TIMEOUT_SECONDS must be above 0 and below CELERY_TASK_SOFT_TIME_LIMIT")
+if MPOX_WEBHOOK_MAX_ATTEMPTS < 1 or MPOX_WEBHOOK_BACKOFF_SECONDS < 1:
+    raise ImproperlyConfigured("MPOX_WEBHOOK_MAX_ATTEMPTS and MPOX_WEBHOOK_BACKOFF_SECONDS must be at least 1")
