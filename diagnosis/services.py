@@ -46,6 +46,7 @@ from PIL import Image
 
 from diagnosis.access import ADMIN, ROLES
 from diagnosis.models import Analysis, Case, LabResult, LesionImage, ModelVersion, Patient, RevealEvent, Review
+from diagnosis.webhooks import webhook_delivery_create
 from ml.imaging import ImageError, ImageTooLargeError, open_image, strip_metadata
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
             default_storage.delete(name)
         raise
     _case_analysed(image_id=analysis.image_id)
+    webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
     logger.info("analysis %s done in %.0f ms", analysis_id, analysis.timings.get("total_ms", 0.0))
     return analysis
 
@@ -242,6 +244,7 @@ def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
     analysis.mark_failed(message)
     analysis.save(update_fields=["status", "error_message", "finished_at"])
     _case_analysed(image_id=analysis.image_id)
+    webhook_delivery_create(analysis=analysis)
     return analysis
 
 

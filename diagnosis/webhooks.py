@@ -22,6 +22,7 @@ from http.client import HTTPException
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
@@ -49,6 +50,8 @@ def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
 
 def api_client_webhook_set(*, client: ApiClient, url: str) -> str:
     """Point ``client``'s completion webhook at ``url`` with a new secret, returned once (the caller shows it)."""
+    if not url.startswith(("https://", "http://")):
+        raise ValidationError({"webhook_url": "The webhook URL must start with https:// or http://."})
     client.webhook_url = url
     client.webhook_secret = webhook_secret_new()
     client.full_clean(validate_unique=False, validate_constraints=False)

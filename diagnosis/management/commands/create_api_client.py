@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
-from diagnosis import api_auth
+from diagnosis import api_auth, webhooks
 from diagnosis.models import ApiClient
 
 
@@ -16,6 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--scope", action="append", default=[], choices=ApiClient.SCOPES)
         parser.add_argument("--revoke", metavar="NAME")
         parser.add_argument("--rotate", metavar="NAME")
+        parser.add_argument(
+            "--webhook-url", metavar="URL", help="POST here when an analysis it submitted finishes; prints the secret"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["revoke"]:
@@ -33,8 +38,19 @@ class Command(BaseCommand):
             raise CommandError("give at least one --scope")
         if ApiClient.objects.filter(name=name).exists():
             raise CommandError(f"an API client named {name!r} already exists")
-        _, token = api_auth.api_client_create(name, options["scope"])
+        try:
+            with transaction.atomic():
+                client, token = api_auth.api_client_create(name, options["scope"])
+                secret = (
+                    webhooks.api_client_webhook_set(client=client, url=options["webhook_url"])
+                    if options["webhook_url"]
+                    else ""
+                )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
         self.stdout.write(token)
+        if secret:
+            self.stdout.write(secret)  # the webhook signing secret, on its own line: shown this once
 
     def _client(self, name: str) -> ApiClient:
         try:
