@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint setup chromium bench bench-stack bench-queue clean
+.PHONY: run test lint setup chromium bench bench-stack bench-queue bench-audit clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) is required (Python 3.11)"; exit 1; }
@@ -45,6 +45,10 @@ bench-stack: $(STAMP)
 # Render time of the clinicians' review queue with 50,000 cases; prints JSON.
 bench-queue: $(STAMP)
 	$(PY) benchmarks/review_queue.py
+
+# Audit trail: added ms per request for the audit write, and audit_verify over 1,000,000 entries; prints JSON.
+bench-audit: $(STAMP)
+	$(PY) benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) var/
