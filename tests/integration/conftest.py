@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,9 @@ def _postgres_admin_connection() -> object:
     raise errors[-1]
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A fresh, empty database, dropped afterwards (for fixtures of any scope)."""
     import psycopg
 
     try:
@@ -65,6 +66,13 @@ def postgres_url() -> Iterator[str]:
             yield f"postgres://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture
