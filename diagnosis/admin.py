@@ -1,11 +1,24 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from typing import Any
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import logout
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from diagnosis import accounts, services
+from diagnosis.access import ROLES, user_roles
+from diagnosis.audit import audit_record
 from diagnosis.models import (
     Analysis,
     ApiClient,
+    AuditEntry,
     Case,
     LabResult,
     LesionImage,
@@ -74,7 +87,8 @@ class AnalysisAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Clinical decisions and lab results are immutable records: the admin shows them and nothing more."""
+    """Clinical decisions, lab results and the audit trail are immutable records: the admin shows them and nothing
+    more, to superusers too."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -112,3 +126,162 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class AuditActionFilter(admin.SimpleListFilter):
+    title = "action"
+    parameter_name = "action"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(value), str(label)) for value, label in AuditEntry.Action.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntry]:
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit trail, to read: nobody adds, edits or deletes an entry here, superusers included."""
+
+    list_display = [
+        "seq",
+        "at",
+        "action_label",
+        "outcome",
+        "actor_label",
+        "object_type",
+        "object_id",
+        "case_id",
+        "source_ip",
+    ]
+    list_filter = [AuditActionFilter, "outcome", "object_type"]
+    # Usernames, API client names and addresses only: the table holds no hospital identifier to search for.
+    search_fields = ["actor_label", "source_ip"]
+    date_hierarchy = "at"
+    ordering = ["-seq"]
+
+    @admin.display(description="action", ordering="action")
+    def action_label(self, obj: AuditEntry) -> str:
+        return obj.action_display
+
+
+ROLE_CHOICES = [(role, role) for role in ROLES]
+
+
+class UserChangeForm(auth_forms.UserChangeForm):
+    roles = forms.MultipleChoiceField(
+        choices=ROLE_CHOICES,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Changing roles logs the user out on every device. The admin role opens this admin site.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["roles"].initial = sorted(user_roles(user=self.instance))
+
+
+class UserCreationForm(auth_forms.AdminUserCreationForm):
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's user admin with roles instead of raw groups and flags; role changes go through the service that
+    ends the user's sessions, and every change is audited."""
+
+    form = UserChangeForm
+    add_form = UserCreationForm
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("is_active", "roles")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "role", "usable_password", "password1", "password2")}),
+    )
+    readonly_fields = ["last_login", "date_joined"]
+    list_display = ["username", "roles_display", "is_active", "locked_until", "last_login"]
+    list_filter = ["is_active", "groups"]
+    actions = ["unlock"]
+
+    @admin.display(description="roles")
+    def roles_display(self, obj: User) -> str:
+        return ", ".join(sorted(user_roles(user=obj)))
+
+    @admin.display(description="log-in locked until")
+    def locked_until(self, obj: User) -> str:
+        lock = accounts.login_lock_find(username=obj.get_username(), ip=None)
+        return "" if lock is None else f"{timezone.localtime(lock.until):%Y-%m-%d %H:%M}"
+
+    @admin.action(description="Unlock the log-in of the selected users")
+    def unlock(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        unlocked = [
+            user.get_username()
+            for user in queryset
+            if accounts.login_unlock(username=user.get_username(), unlocked_by=request.user, request=request)
+        ]
+        self.message_user(request, f"Unlocked: {', '.join(unlocked)}." if unlocked else "None was locked.")
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        fields = [name for name in form.changed_data if name not in ("roles", "role", "password1", "password2")]
+        if not change:
+            detail: dict[str, Any] = {"change": "created", "role": form.cleaned_data["role"]}
+        elif fields:
+            detail = {"change": "updated", "fields": sorted(fields)}
+        else:
+            return
+        audit_record(action=AuditEntry.Action.USER_CHANGE, user=request.user, request=request, obj=obj, detail=detail)
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        roles = form.cleaned_data["roles"] if change else [form.cleaned_data["role"]]
+        admin_user = request.user if isinstance(request.user, User) else None
+        services.user_roles_set(user=form.instance, roles=roles, changed_by=admin_user, request=request)
+
+    def response_change(self, request: HttpRequest, obj: User) -> HttpResponse:
+        response = super().response_change(request, obj)
+        if request.session.session_key and not request.session.exists(request.session.session_key):
+            # An admin who changed their own roles ended their own session too: end it in this request as well, so
+            # nothing tries to save it afterwards.
+            logout(request)
+            messages.warning(request, "You changed your own roles, which logged you out: log in again.")
+        return response
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        # The password page saves outside save_model; Django calls this right after it saves.
+        if request.resolver_match is not None and request.resolver_match.url_name == "auth_user_password_change":
+            audit_record(
+                action=AuditEntry.Action.USER_CHANGE,
+                user=request.user,
+                request=request,
+                obj=obj,
+                detail={"change": "password"},
+            )
+        return super().log_change(request, obj, message)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        audit_record(
+            action=AuditEntry.Action.USER_CHANGE,
+            user=request.user,
+            request=request,
+            obj=obj,
+            detail={"change": "deleted"},
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            audit_record(
+                action=AuditEntry.Action.USER_CHANGE,
+                user=request.user,
+                request=request,
+                obj=user,
+                detail={"change": "deleted"},
+            )
+        super().delete_queryset(request, queryset)

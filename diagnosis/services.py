@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import kombu
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.models import Group, User
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -41,11 +43,23 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
+from django.http import HttpRequest
 from django.utils import timezone
 from PIL import Image
 
-from diagnosis.access import ADMIN, ROLES
-from diagnosis.models import Analysis, Case, LabResult, LesionImage, ModelVersion, Patient, RevealEvent, Review
+from diagnosis.access import ADMIN, ROLES, user_roles
+from diagnosis.audit import audit_record
+from diagnosis.models import (
+    Analysis,
+    AuditEntry,
+    Case,
+    LabResult,
+    LesionImage,
+    ModelVersion,
+    Patient,
+    RevealEvent,
+    Review,
+)
 from diagnosis.webhooks import webhook_delivery_create
 from ml.imaging import ImageError, ImageTooLargeError, open_image, strip_metadata
 
@@ -639,7 +653,9 @@ def role_groups_ensure() -> list[Group]:
     return [Group.objects.get_or_create(name=role)[0] for role in ROLES]
 
 
-def user_create_with_role(*, username: str, role: str, password: str | None = None) -> tuple[User, str]:
+def user_create_with_role(
+    *, username: str, role: str, password: str | None = None, created_by: User | None = None
+) -> tuple[User, str]:
     """A user in the ``role`` group; returns it with its password (a random one unless given)."""
     if role not in ROLES:
         raise ValidationError(f"unknown role {role!r}")
@@ -650,7 +666,57 @@ def user_create_with_role(*, username: str, role: str, password: str | None = No
             user.is_staff = user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
         user.groups.add(Group.objects.get_or_create(name=role)[0])
+        audit_record(
+            action=AuditEntry.Action.USER_CHANGE, user=created_by, obj=user, detail={"change": "created", "role": role}
+        )
     return user, password
+
+
+def user_roles_set(
+    *, user: User, roles: Iterable[str], changed_by: User | None, request: HttpRequest | None = None
+) -> bool:
+    """Give ``user`` exactly ``roles``; if that changes them, log the user out everywhere and record it.
+
+    The admin role is also Django's staff and superuser flags (the admin site is the admins' alone). Groups that
+    are not roles are left alone. Returns whether anything changed.
+    """
+    wanted = set(roles)
+    if wanted - set(ROLES):
+        raise ValidationError(f"unknown role(s): {', '.join(sorted(wanted - set(ROLES)))}")
+    with transaction.atomic():
+        user.__dict__.pop("_mpox_roles", None)  # access.user_roles caches them on the object
+        before = set(user_roles(user=user))
+        if before == wanted:
+            return False
+        user.groups.remove(*Group.objects.filter(name__in=set(ROLES) - wanted))
+        user.groups.add(*(Group.objects.get_or_create(name=role)[0] for role in sorted(wanted)))
+        user.is_staff = user.is_superuser = ADMIN in wanted
+        user.save(update_fields=["is_staff", "is_superuser"])
+        user.__dict__.pop("_mpox_roles", None)
+        ended = user_sessions_end(user=user)
+        audit_record(
+            action=AuditEntry.Action.ROLE_CHANGE,
+            user=changed_by,
+            request=request,
+            obj=user,
+            detail={"before": sorted(before), "after": sorted(wanted), "sessions_ended": ended},
+        )
+    return True
+
+
+def user_sessions_end(*, user: User) -> int:
+    """Delete every session of ``user`` (all their browsers are logged out); returns how many there were.
+
+    Sessions live in the database (Django's default engine) and name their user only inside the signed data, so
+    each live session is decoded; a clinic has a few hundred at most.
+    """
+    mine = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get(SESSION_KEY) == str(user.pk)
+    ]
+    Session.objects.filter(pk__in=mine).delete()
+    return len(mine)
 
 
 # --- health ---

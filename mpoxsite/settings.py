@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "diagnosis.accounts.SessionIdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -130,9 +131,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Django's username/password check, refusing locked-out usernames first (diagnosis/accounts.py).
+AUTHENTICATION_BACKENDS = ["diagnosis.accounts.LockoutModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "case-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -164,6 +167,19 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "false")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", str(12 * 3600))
+# A session unused (page polling aside) for this long is logged out; SESSION_COOKIE_AGE caps it altogether.
+MPOX_SESSION_IDLE_MINUTES = envint("MPOX_SESSION_IDLE_MINUTES", "30")
+# This many failed log-ins for one username within MPOX_LOCKOUT_MINUTES lock it for MPOX_LOCKOUT_MINUTES.
+MPOX_LOGIN_MAX_FAILURES = envint("MPOX_LOGIN_MAX_FAILURES", "5")
+MPOX_LOCKOUT_MINUTES = envint("MPOX_LOCKOUT_MINUTES", "15")
+# The same per source IP; 0 turns it off (the default: behind a proxy every log-in comes from the proxy's address).
+MPOX_LOGIN_MAX_FAILURES_PER_IP = envint("MPOX_LOGIN_MAX_FAILURES_PER_IP", "0")
+if min(MPOX_SESSION_IDLE_MINUTES, MPOX_LOGIN_MAX_FAILURES, MPOX_LOCKOUT_MINUTES) < 1:
+    raise ImproperlyConfigured(
+        "MPOX_SESSION_IDLE_MINUTES, MPOX_LOGIN_MAX_FAILURES and MPOX_LOCKOUT_MINUTES must be at least 1"
+    )
+if MPOX_LOGIN_MAX_FAILURES_PER_IP < 0:
+    raise ImproperlyConfigured("MPOX_LOGIN_MAX_FAILURES_PER_IP must be 0 (off) or more")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from diagnosis import services
@@ -23,6 +25,28 @@ def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+class Clock:
+    """Django's clock (``timezone.now``) running ``offset`` ahead of the real one; the site reads time only there."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+    def now(self, real: Callable[[], datetime]) -> datetime:
+        return real() + self.offset
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Lets a test move time forward: sessions, audit entries and lockouts all see the moved clock."""
+    real = timezone.now
+    moved = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: moved.now(real))
+    return moved
 
 
 @pytest.fixture(scope="session")
