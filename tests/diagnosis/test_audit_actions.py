@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from diagnosis import api_auth, services
+from diagnosis import api_auth, services, tasks
 from diagnosis.audit import audit_chain_verify
 from diagnosis.models import Analysis, AuditEntry, Case, LabResult, LesionImage, ModelVersion, RevealEvent, Review
 from tests.conftest import make_user
@@ -125,6 +126,20 @@ def test_the_worker_records_a_failed_analysis(nurse, predictor) -> None:
     entry = only_entry("analysis_failed")
     assert_entry(entry, None, analysis, image.case, actor_label="worker", source_ip=None, outcome="failed")
     assert not AuditEntry.objects.filter(action="analysis_done").exists()
+
+
+def test_the_stale_sweep_records_the_analysis_it_gives_up_on(nurse, settings) -> None:
+    settings.MPOX_ANALYSIS_STALE_SECONDS = 120
+    settings.MPOX_ANALYSIS_MAX_ATTEMPTS = 3
+    image = image_for(case_for(nurse))
+    analysis = image.analyses.get()
+    long_ago = analysis.queued_at - timedelta(seconds=121)
+    Analysis.objects.filter(pk=analysis.pk).update(status=Analysis.Status.RUNNING, started_at=long_ago, attempts=3)
+    tasks.analysis_requeue_stale.apply(throw=True)
+    analysis.refresh_from_db()
+    assert analysis.status == Analysis.Status.FAILED
+    entry = only_entry("analysis_failed")
+    assert_entry(entry, None, analysis, image.case, actor_label="worker", source_ip=None, outcome="failed")
 
 
 def test_taking_a_claim_is_recorded_once_and_releasing_it_too(nurse, clinician) -> None:
