@@ -84,18 +84,20 @@ MSG_GAVE_UP = (
 # --- patients and cases ---
 
 
-def case_create(*, hospital_identifier: str, created_by: User) -> Case:
-    """Open a case for the patient with this hospital identifier, registering the patient on first sight."""
+def case_create(*, hospital_identifier: str, created_by: User, encounter_id: str = "") -> Case:
+    """Open a case for the patient with this hospital identifier, registering the patient on first sight.
+
+    ``encounter_id`` is the hospital's visit number when another system sends the case (the API).
+    """
     identifier = hospital_identifier.strip()
     if not identifier:
         raise ValidationError({"hospital_identifier": "Enter the patient's hospital identifier."})
+    encounter_id = encounter_id.strip()
+    if len(encounter_id) > 64:  # Case.encounter_id's max_length
+        raise ValidationError({"encounter_id": "The encounter id is too long (64 characters at most)."})
     with transaction.atomic():
-        patient, new = Patient.objects.get_or_create(
-            hospital_identifier=identifier, defaults={"created_by": created_by}
-        )
-        case = Case.objects.create(patient=patient, created_by=created_by)
-        audit_record(action=AuditEntry.Action.CASE_CREATE, user=created_by, obj=case, detail={"new_patient": new})
-    return case
+        patient, _ = Patient.objects.get_or_create(hospital_identifier=identifier, defaults={"created_by": created_by})
+        return Case.objects.create(patient=patient, created_by=created_by, encounter_id=encounter_id)
 
 
 # --- lesion images ---
@@ -145,10 +147,7 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
                 stage=stage,
                 uploaded_by=uploaded_by,
             )
-            analysis = analysis_create(image=image)
-            audit_record(
-                action=AuditEntry.Action.UPLOAD, user=uploaded_by, obj=image, detail={"analysis_id": analysis.pk}
-            )
+            analysis_create(image=image)
     except BaseException:
         default_storage.delete(name)
         raise
@@ -250,39 +249,23 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
         }
         analysis.error_message = ""
         analysis.finished_at = timezone.now()
-        _analysis_finish(analysis)
+        analysis.save()
     except BaseException:
         for name in written:
             default_storage.delete(name)
         raise
+    _case_analysed(image_id=analysis.image_id)
+    webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
     logger.info("analysis %s done in %.0f ms", analysis_id, analysis.timings.get("total_ms", 0.0))
     return analysis
 
 
 def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
     analysis.mark_failed(message)
-    _analysis_finish(analysis, update_fields=["status", "error_message", "finished_at"])
+    analysis.save(update_fields=["status", "error_message", "finished_at"])
+    _case_analysed(image_id=analysis.image_id)
+    webhook_delivery_create(analysis=analysis)
     return analysis
-
-
-def _analysis_finish(analysis: Analysis, *, update_fields: list[str] | None = None) -> None:
-    """Store a finished (done or failed) analysis, move its case on and record it, all or nothing."""
-    done = analysis.status == Analysis.Status.DONE
-    detail: dict[str, Any] = {"label": analysis.label, "inconclusive": analysis.inconclusive} if done else {}
-    if analysis.model_version is not None:
-        detail["model_version"] = analysis.model_version.version
-    with transaction.atomic():
-        analysis.save(update_fields=update_fields)
-        _case_analysed(image_id=analysis.image_id)
-        webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
-        # Last, so that the chain's writer lock is held only for the end of the transaction.
-        audit_record(
-            action=AuditEntry.Action.ANALYSIS_DONE if done else AuditEntry.Action.ANALYSIS_FAILED,
-            obj=analysis,
-            outcome=AuditEntry.Outcome.SUCCESS if done else AuditEntry.Outcome.FAILED,
-            detail=detail,
-            actor_label="worker",
-        )
 
 
 def _case_analysed(*, image_id: int) -> None:
@@ -433,27 +416,18 @@ def case_queue_filter(
 
 
 def case_claim(*, case: Case, user: User, now: datetime | None = None) -> Case:
-    """Claim ``case`` for ``user`` unless another clinician's claim is still running; returns the case as stored.
-
-    Renewing one's own running claim is not worth an audit entry (every visit to the case renews it); taking a claim is.
-    """
+    """Claim ``case`` for ``user`` unless another clinician's claim is still running; returns the case as stored."""
     now = now or timezone.now()
     expired = now - timedelta(minutes=settings.MPOX_CLAIM_MINUTES)
-    with transaction.atomic():
-        mine = Case.objects.filter(pk=case.pk, claimed_by=user, claimed_at__gt=expired)
-        if not mine.update(claimed_at=now):
-            free = Q(claimed_by__isnull=True) | Q(claimed_by=user) | Q(claimed_at__lte=expired)
-            if Case.objects.filter(free, pk=case.pk).update(claimed_by=user, claimed_at=now):
-                audit_record(action=AuditEntry.Action.CASE_CLAIM, user=user, obj=case)
+    free = Q(claimed_by__isnull=True) | Q(claimed_by=user) | Q(claimed_at__lte=expired)
+    Case.objects.filter(free, pk=case.pk).update(claimed_by=user, claimed_at=now)
     case.refresh_from_db(fields=["claimed_by", "claimed_at"])
     return case
 
 
 def case_release(*, case: Case, user: User) -> None:
     """Give up ``user``'s claim on ``case`` (someone else's claim is left alone)."""
-    with transaction.atomic():
-        if Case.objects.filter(pk=case.pk, claimed_by=user).update(claimed_by=None, claimed_at=None):
-            audit_record(action=AuditEntry.Action.CASE_RELEASE, user=user, obj=case)
+    Case.objects.filter(pk=case.pk, claimed_by=user).update(claimed_by=None, claimed_at=None)
     case.refresh_from_db(fields=["claimed_by", "claimed_at"])
 
 
@@ -503,7 +477,7 @@ def review_record(
         current = _reviews_final(case=locked).filter(image=image)
         if current.filter(reviewer=reviewer).exists():
             raise ValidationError("You have already reviewed this; amend your review instead.")
-        review = _review_save(
+        return _review_save(
             case=locked,
             reviewer=reviewer,
             image=image,
@@ -513,8 +487,6 @@ def review_record(
             note=note,
             is_second_read=current.exists(),
         )
-        audit_record(action=AuditEntry.Action.REVIEW, user=reviewer, obj=review, detail=_review_detail(review))
-    return review
 
 
 def review_amend(
@@ -549,20 +521,7 @@ def review_amend(
             amendment_reason=reason.strip(),
         )
         Case.objects.filter(pk=locked.pk).update(amended=True)
-        detail = {**_review_detail(amendment), "amends": review.pk}
-        audit_record(action=AuditEntry.Action.AMENDMENT, user=reviewer, obj=amendment, detail=detail)
     return amendment
-
-
-def _review_detail(review: Review) -> dict[str, Any]:
-    # The decision, not the free-text note (it may name the patient).
-    return {
-        "label": review.label,
-        "confidence": review.confidence,
-        "disposition": review.disposition,
-        "image_id": review.image_id,
-        "second_read": review.is_second_read,
-    }
 
 
 def _review_check(*, label: str, confidence: str, disposition: str) -> None:
@@ -619,7 +578,7 @@ def lab_result_record(
         locked.status = Case.Status.CLOSED
         locked.claimed_by, locked.claimed_at = None, None
         locked.save(update_fields=["version", "status", "claimed_by", "claimed_at", "updated_at"])
-        result = LabResult.objects.create(
+        return LabResult.objects.create(
             case=locked,
             recorded_by=recorded_by,
             pcr=pcr,
@@ -627,9 +586,40 @@ def lab_result_record(
             sample_reference=sample_reference.strip(),
             case_version=locked.version,
         )
-        # The sample reference stays out: it identifies the patient's sample.
-        audit_record(action=AuditEntry.Action.LAB_RESULT, user=recorded_by, obj=result, detail={"pcr": pcr})
-    return result
+
+
+class LabResultConflictError(Exception):
+    """The laboratory sent a sample again with a different result or date; a person must decide which stands."""
+
+
+def lab_result_receive(
+    *, case: Case, recorded_by: User, pcr: str, collected_on: date, sample_reference: str
+) -> tuple[LabResult, bool]:
+    """Record a result the laboratory system sent, which cannot know the case's version; returns it and whether new.
+
+    The case's current version is taken under the case's lock. A resend of the same sample with the same result
+    returns the stored row (no duplicate); the same sample with a different result or date raises
+    LabResultConflictError rather than silently replacing the ground truth.
+    """
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        earlier = locked.lab_results.filter(sample_reference=sample_reference.strip()).order_by("pk").first()
+        if earlier is not None:
+            if earlier.pcr == pcr and earlier.collected_on == collected_on:
+                return earlier, False
+            raise LabResultConflictError(
+                f"This sample was already reported for this case as {earlier.get_pcr_display()} (collected "
+                f"{earlier.collected_on:%Y-%m-%d}). A correction must be entered by a clinician on the case page."
+            )
+        result = lab_result_record(
+            case=locked,
+            recorded_by=recorded_by,
+            expected_version=locked.version,
+            pcr=pcr,
+            collected_on=collected_on,
+            sample_reference=sample_reference,
+        )
+    return result, True
 
 
 NOT_MPOX = "not_mpox"
@@ -649,22 +639,52 @@ def case_ground_truth(*, case: Case) -> GroundTruth | None:
     """
     latest = _reviews_final(case=case).filter(image=None).order_by("-created_at", "-pk").first()
     pcr = case.lab_results.exclude(pcr=LabResult.Pcr.INCONCLUSIVE).order_by("-collected_on", "-pk").first()
-    if pcr is not None and pcr.pcr == LabResult.Pcr.POSITIVE:
+    return _ground_truth(review_label=latest.label if latest else None, pcr=pcr.pcr if pcr else None)
+
+
+def case_ground_truths(*, cases: QuerySet[Case]) -> dict[int, GroundTruth]:
+    """``case_ground_truth`` for many cases in two queries: {case id: ground truth}, cases without one left out."""
+    reviews = _latest_review_labels(cases=cases)
+    pcrs = (
+        LabResult.objects.filter(case__in=cases)
+        .exclude(pcr=LabResult.Pcr.INCONCLUSIVE)
+        .order_by("case_id", "-collected_on", "-pk")
+        .values_list("case_id", "pcr")
+    )
+    latest_pcr: dict[int, str] = {}
+    for case_id, pcr in pcrs:
+        latest_pcr.setdefault(case_id, pcr)
+    truths = {}
+    for case_id in reviews.keys() | latest_pcr.keys():
+        truth = _ground_truth(review_label=reviews.get(case_id), pcr=latest_pcr.get(case_id))
+        if truth is not None:
+            truths[case_id] = truth
+    return truths
+
+
+def _latest_review_labels(*, cases: QuerySet[Case]) -> dict[int, str]:
+    """{case id: the latest case-level clinician label that was not amended}."""
+    final = Review.objects.filter(case__in=cases, image=None, amended_by__isnull=True)
+    latest: dict[int, str] = {}
+    for case_id, label in final.order_by("case_id", "-created_at", "-pk").values_list("case_id", "label"):
+        latest.setdefault(case_id, label)
+    return latest
+
+
+def _ground_truth(*, review_label: str | None, pcr: str | None) -> GroundTruth | None:
+    if pcr == LabResult.Pcr.POSITIVE:
         return GroundTruth(label=Review.Label.MPOX, source="pcr")
     if pcr is not None:
-        label = latest.label if latest is not None and latest.label != Review.Label.MPOX else NOT_MPOX
+        label = review_label if review_label is not None and review_label != Review.Label.MPOX else NOT_MPOX
         return GroundTruth(label=label, source="pcr")
-    if latest is not None:
-        return GroundTruth(label=latest.label, source="clinician")
+    if review_label is not None:
+        return GroundTruth(label=review_label, source="clinician")
     return None
 
 
 def image_reveal(*, image: LesionImage, user: User) -> RevealEvent:
     """Record that ``user`` deliberately uncovered a blurred photo."""
-    with transaction.atomic():
-        event = RevealEvent.objects.create(image=image, user=user)
-        audit_record(action=AuditEntry.Action.PHOTO_REVEAL, user=user, obj=image)
-    return event
+    return RevealEvent.objects.create(image=image, user=user)
 
 
 # --- model versions ---
@@ -684,35 +704,18 @@ def model_version_for_predictor(*, predictor: Predictor) -> ModelVersion:
     return model_version
 
 
-def model_version_ensure_active(*, predictor: Predictor | None = None, actor_label: str = "worker") -> ModelVersion:
-    """Make the weights the workers load (``MPOX_MODEL_WEIGHTS``) the active model version.
-
-    A change is audited under ``actor_label`` (who made it: a worker starting, a management command); confirming
-    the version already active records nothing, as every worker process does it at start.
-    """
+def model_version_ensure_active(*, predictor: Predictor | None = None) -> ModelVersion:
+    """Make the weights the workers load (``MPOX_MODEL_WEIGHTS``) the active model version."""
     if predictor is None:
         from diagnosis import inference
 
         predictor = inference.predictor_get()
     with transaction.atomic():
         model_version = model_version_for_predictor(predictor=predictor)
-        others = ModelVersion.objects.filter(active=True).exclude(pk=model_version.pk)
-        retired = list(others.values_list("pk", "version"))
-        if not retired and model_version.active:
-            return model_version
-        ModelVersion.objects.filter(pk__in=[pk for pk, _ in retired]).update(active=False)
-        model_version.active = True
-        model_version.save(update_fields=["active"])
-        audit_record(
-            action=AuditEntry.Action.MODEL_VERSION_CHANGE,
-            obj=model_version,
-            actor_label=actor_label,
-            detail={
-                "version": model_version.version,
-                "weights_sha256": model_version.weights_sha256,
-                "replaced": [version for _, version in retired],
-            },
-        )
+        ModelVersion.objects.filter(active=True).exclude(pk=model_version.pk).update(active=False)
+        if not model_version.active:
+            model_version.active = True
+            model_version.save(update_fields=["active"])
     return model_version
 
 

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from diagnosis import api_auth
+from diagnosis.models import ApiClient
 from tests.diagnosis.conftest import private_storage
 
 __all__ = ["api_client_with", "private_storage"]
@@ -22,7 +23,8 @@ def _clear_throttle_cache() -> Iterator[None]:
 
 def api_client_with(*scopes: str) -> APIClient:
     """A DRF test client carrying the token of a new API client that has these scopes."""
-    _, token = api_auth.api_client_create("ehr-" + "-".join(scopes), list(scopes))
+    name = f"ehr-{'-'.join(scopes)}-{ApiClient.objects.count() + 1}"
+    _, token = api_auth.api_client_create(name, list(scopes))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client

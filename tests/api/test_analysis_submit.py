@@ -49,7 +49,7 @@ def test_submitting_needs_the_submit_scope() -> None:
 @pytest.mark.parametrize(
     ("form", "status", "field"),
     [
-        (lambda: {"body_part": "arm"}, 400, "image"),
+        (lambda: {"body_part": "arm"}, 422, "image"),
         (lambda: _form(stage="late-ish"), 422, "stage"),
         (lambda: _form(data=b"%PDF-1.4 not a photo"), 415, None),
         (lambda: _form(data=jpeg_bytes()[:200]), 422, None),
@@ -68,4 +68,36 @@ def test_a_too_large_photo_is_413(settings) -> None:
     settings.MPOX_MAX_UPLOAD_BYTES = 100
     response = api_client_with("submit").post("/api/v1/analyses", _form(), format="multipart")
     assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_the_encounter_id_is_stored_on_the_case_and_shown_with_the_analysis() -> None:
+    client = api_client_with("submit", "read")
+    accepted = client.post("/api/v1/analyses", _form(encounter_id="V-2026-118"), format="multipart").json()
+    assert Case.objects.get().encounter_id == "V-2026-118"
+    assert client.get(accepted["url"]).json()["encounter_id"] == "V-2026-118"
+
+
+def test_without_an_encounter_id_it_is_null() -> None:
+    client = api_client_with("submit", "read")
+    accepted = client.post("/api/v1/analyses", _form(), format="multipart").json()
+    assert Case.objects.get().encounter_id == ""
+    assert client.get(accepted["url"]).json()["encounter_id"] is None
+
+
+@pytest.mark.parametrize("field", ["patient_id", "encounter_id"])
+def test_identifiers_longer_than_the_hospital_uses_are_422(field: str) -> None:
+    form = _form()
+    form[field] = "X" * 65
+    response = api_client_with("submit").post("/api/v1/analyses", form, format="multipart")
+    assert response.status_code == 422
+    assert list(response.json()["errors"]) == [field]
+    assert not Case.objects.exists()
+
+
+def test_a_body_that_is_not_multipart_is_415() -> None:
+    response = api_client_with("submit").post(
+        "/api/v1/analyses", {"body_part": "arm", "stage": "early", "patient_id": "MRN-1"}, format="json"
+    )
+    assert response.status_code == 415
     assert response["Content-Type"] == "application/problem+json"
