@@ -186,7 +186,9 @@ class LoginView(auth_views.LoginView):
         lock = login_lock_find(username=username, ip=request_ip(self.request)) if username else None
         if lock is None:
             return super().form_invalid(form)
-        context = self.get_context_data(form=form, lockout_minutes=lock.minutes_left(now=timezone.now()))
+        context = self.get_context_data(
+            form=form, lockout_minutes=lock.minutes_left(now=timezone.now()), lockout_scope=lock.scope
+        )
         return self.render_to_response(context, status=403)
 
 
