@@ -1,5 +1,6 @@
 """Who may see and do what. One function per object type, shared by every view; a record the user may not see
-answers 404, so its existence is not revealed."""
+answers 404, so its existence is not revealed, and the refusal is recorded in the audit trail under ``action`` (what
+the user was trying to do). Call these outside any transaction, so that the 404 does not roll the entry back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from django.contrib.auth.models import User as AuthUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from diagnosis.models import Analysis, Case, LesionImage, Review
+from diagnosis.audit import audit_denied
+from diagnosis.models import Analysis, AuditEntry, Case, LesionImage, Review
 
 NURSE = "nurse"
 CLINICIAN = "clinician"
@@ -52,6 +54,11 @@ def user_can_review(*, user: User) -> bool:
     return CLINICIAN in user_roles(user=user)
 
 
+def user_can_audit(*, user: User) -> bool:
+    """The audit log and its reports are the auditors' and admins'."""
+    return bool(user_roles(user=user) & {AUDITOR, ADMIN})
+
+
 def case_list_for_user(*, user: User) -> QuerySet[Case]:
     cases = Case.objects.select_related("patient")
     if user_sees_all_cases(user=user):
@@ -61,31 +68,35 @@ def case_list_for_user(*, user: User) -> QuerySet[Case]:
     return cases.none()
 
 
-def case_get_for_user(*, user: User, pk: int) -> Case:
+def case_get_for_user(*, user: User, pk: int, action: str = AuditEntry.Action.CASE_VIEW) -> Case:
     try:
         return case_list_for_user(user=user).get(pk=pk)
     except Case.DoesNotExist:
+        audit_denied(action=action, user=user, model=Case, pk=pk)
         raise Http404("No such case") from None
 
 
-def image_get_for_user(*, user: User, pk: int) -> LesionImage:
+def image_get_for_user(*, user: User, pk: int, action: str = AuditEntry.Action.PHOTO_VIEW) -> LesionImage:
     try:
         return LesionImage.objects.select_related("case").get(pk=pk, case__in=case_list_for_user(user=user))
     except LesionImage.DoesNotExist:
+        audit_denied(action=action, user=user, model=LesionImage, pk=pk)
         raise Http404("No such image") from None
 
 
-def analysis_get_for_user(*, user: User, pk: int) -> Analysis:
+def analysis_get_for_user(*, user: User, pk: int, action: str = AuditEntry.Action.HEATMAP_VIEW) -> Analysis:
     try:
-        return Analysis.objects.select_related("image", "model_version").get(
+        return Analysis.objects.select_related("image__case", "model_version").get(
             pk=pk, image__case__in=case_list_for_user(user=user)
         )
     except Analysis.DoesNotExist:
+        audit_denied(action=action, user=user, model=Analysis, pk=pk)
         raise Http404("No such analysis") from None
 
 
-def review_get_for_user(*, user: User, pk: int) -> Review:
+def review_get_for_user(*, user: User, pk: int, action: str = AuditEntry.Action.AMENDMENT) -> Review:
     try:
         return Review.objects.select_related("case", "image").get(pk=pk, case__in=case_list_for_user(user=user))
     except Review.DoesNotExist:
+        audit_denied(action=action, user=user, model=Review, pk=pk)
         raise Http404("No such review") from None

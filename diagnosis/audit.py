@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from diagnosis.models import Analysis, ApiClient, AuditEntry, Case, LabResult, LesionImage, Patient, Review
@@ -53,7 +54,27 @@ def entry_hash(values: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+# The request being served in this context, so services record its source IP without taking it as an argument.
+_current_request: ContextVar[HttpRequest | None] = ContextVar("audit_current_request", default=None)
+
+
+class AuditRequestMiddleware:
+    """Makes the current request known to ``audit_record`` for the length of the request, and only that long."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = _current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _current_request.reset(token)
+
+
 def request_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        request = _current_request.get()
     if request is None:
         return None
     return request.META.get("REMOTE_ADDR") or None
@@ -93,7 +114,51 @@ def audit_record(
 
     ``user`` may be anonymous or None (a failed login names the attempted username in ``actor_label``); ``detail``
     holds small extra facts (an endpoint, a status code, a filter) and must never hold a photo or an identifier.
+    Without ``request``, the source IP is that of the request being served (see ``AuditRequestMiddleware``), if any.
     """
+    return _append(
+        action=action,
+        user=user,
+        api_client=api_client,
+        request=request,
+        references=_references(obj),
+        outcome=outcome,
+        detail=detail,
+        actor_label=actor_label,
+    )
+
+
+def audit_denied(*, action: str, user: Any, model: type[Model], pk: object) -> AuditEntry:
+    """Record that an access check refused ``user`` the ``model`` row ``pk`` (which may not exist at all).
+
+    The entry names the row's case and patient by their ids when the row exists. Call it outside any transaction
+    the refusal rolls back (the access check's 404 must not take the entry with it).
+    """
+    obj = model._default_manager.filter(pk=pk).first()
+    references = _references(obj) if obj is not None else (model._meta.model_name or "", str(pk), None, None)
+    return _append(
+        action=action,
+        user=user,
+        api_client=None,
+        request=None,
+        references=references,
+        outcome=AuditEntry.Outcome.DENIED,
+        detail=None,
+        actor_label="",
+    )
+
+
+def _append(
+    *,
+    action: str,
+    user: Any,
+    api_client: ApiClient | None,
+    request: HttpRequest | None,
+    references: tuple[str, str, int | None, int | None],
+    outcome: str,
+    detail: dict[str, Any] | None,
+    actor_label: str,
+) -> AuditEntry:
     if action not in AuditEntry.Action.values:
         raise ValueError(f"unknown audit action {action!r}")
     if outcome not in AuditEntry.Outcome.values:
@@ -101,7 +166,7 @@ def audit_record(
     user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
     if not actor_label:
         actor_label = api_client.name if api_client is not None else (user.get_username() if user_id else "")
-    object_type, object_id, patient_id, case_id = _references(obj)
+    object_type, object_id, patient_id, case_id = references
     values: dict[str, Any] = {
         "at": timezone.now(),
         "actor_user_id": user_id,

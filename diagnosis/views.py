@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from diagnosis import access, services
+from diagnosis.audit import audit_record
 from diagnosis.forms import CaseForm, LabResultForm, QueueFilterForm, ReviewForm, UploadForm
-from diagnosis.models import Case
+from diagnosis.models import AuditEntry, Case
 from ml.imaging import ImageError
 
 QUEUE_PAGE_SIZE = 25
@@ -56,6 +57,7 @@ def case_create(request: HttpRequest) -> HttpResponse:
 def _case_list_page(request: HttpRequest, form: CaseForm, *, status: int = 200) -> HttpResponse:
     cases = access.case_list_for_user(user=request.user).select_related("created_by").annotate(photos=Count("images"))
     cases = cases[:CASE_LIST_LENGTH]
+    audit_record(action=AuditEntry.Action.CASE_LIST_VIEW, user=request.user)
     context = {"cases": cases, "form": form, "can_create": access.user_can_create_case(user=request.user)}
     return render(request, "diagnosis/case_list.html", context, status=status)
 
@@ -73,7 +75,7 @@ def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def image_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    case = access.case_get_for_user(user=request.user, pk=pk)
+    case = access.case_get_for_user(user=request.user, pk=pk, action=AuditEntry.Action.UPLOAD)
     if not access.user_can_upload(user=request.user, case=case):
         raise PermissionDenied
     form = UploadForm(request.POST, request.FILES)
@@ -103,6 +105,8 @@ def _case_page(
     lab_form: LabResultForm | None = None,
     conflict: str = "",
 ) -> HttpResponse:
+    # Every page that shows the case is a view of it, the re-shown forms of a refused action included.
+    audit_record(action=AuditEntry.Action.CASE_VIEW, user=request.user, obj=case)
     images = case.images.select_related("uploaded_by").prefetch_related("analyses__model_version")
     latest = [(image, max(image.analyses.all(), key=lambda a: a.pk, default=None)) for image in images]
     can_review = access.user_can_review(user=request.user)
@@ -138,9 +142,13 @@ def _case_page(
 def review_queue(request: HttpRequest) -> HttpResponse:
     """Cases awaiting review, riskiest first; htmx re-fetches the list fragment every few seconds."""
     if not access.user_sees_all_cases(user=request.user):
+        audit_record(action=AuditEntry.Action.QUEUE_VIEW, user=request.user, outcome=AuditEntry.Outcome.DENIED)
         raise PermissionDenied
     filters = QueueFilterForm(request.GET)
     criteria = filters.cleaned_data if filters.is_valid() else {}
+    if not request.htmx:  # type: ignore[attr-defined]  # the page's own refresh every 15 s would flood the log
+        detail = {name: str(value) for name, value in criteria.items() if value}
+        audit_record(action=AuditEntry.Action.QUEUE_VIEW, user=request.user, detail=detail)
     cases = services.case_queue_filter(cases=access.case_list_for_user(user=request.user), **criteria)
     now = timezone.now()
     cases = services.case_queue(cases=cases, now=now).select_related("claimed_by").prefetch_related("images")
@@ -171,7 +179,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def review_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    case = _case_for_reviewer(request, pk)
+    case = _case_for_reviewer(request, pk, AuditEntry.Action.REVIEW)
     form = ReviewForm(request.POST)
     if not form.is_valid():
         return _case_page(request, case, UploadForm(), status=400, review_form=form)
@@ -190,7 +198,11 @@ def review_submit(request: HttpRequest, pk: int) -> HttpResponse:
                 **decision,
             )
         else:
-            image = access.image_get_for_user(user=request.user, pk=data["image"]) if data["image"] else None
+            image = (
+                access.image_get_for_user(user=request.user, pk=data["image"], action=AuditEntry.Action.REVIEW)
+                if data["image"]
+                else None
+            )
             services.review_record(
                 case=case,
                 reviewer=request.user,  # type: ignore[arg-type]
@@ -211,7 +223,7 @@ def review_submit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def lab_result_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    case = _case_for_reviewer(request, pk)
+    case = _case_for_reviewer(request, pk, AuditEntry.Action.LAB_RESULT)
     form = LabResultForm(request.POST)
     if form.is_valid():
         try:
@@ -234,10 +246,11 @@ def lab_result_submit(request: HttpRequest, pk: int) -> HttpResponse:
     return _case_page(request, case, UploadForm(), status=400, lab_form=form)
 
 
-def _case_for_reviewer(request: HttpRequest, pk: int) -> Case:
+def _case_for_reviewer(request: HttpRequest, pk: int, action: str) -> Case:
     """The case, for a clinician to act on: 404 if the user may not see it, 403 if they may see but not act."""
-    case = access.case_get_for_user(user=request.user, pk=pk)
+    case = access.case_get_for_user(user=request.user, pk=pk, action=action)
     if not access.user_can_review(user=request.user):
+        audit_record(action=action, user=request.user, obj=case, outcome=AuditEntry.Outcome.DENIED)
         raise PermissionDenied
     return case
 
@@ -261,7 +274,7 @@ def _add_errors(form: ReviewForm | LabResultForm, exc: ValidationError) -> None:
 @login_required
 @require_POST
 def case_release(request: HttpRequest, pk: int) -> HttpResponse:
-    case = _case_for_reviewer(request, pk)
+    case = _case_for_reviewer(request, pk, AuditEntry.Action.CASE_RELEASE)
     services.case_release(case=case, user=request.user)  # type: ignore[arg-type]
     return redirect("review-queue")
 
@@ -270,7 +283,7 @@ def case_release(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def image_reveal(request: HttpRequest, pk: int) -> HttpResponse:
     """Uncover a blurred photo for this session, deliberately, and record who did it."""
-    image = access.image_get_for_user(user=request.user, pk=pk)
+    image = access.image_get_for_user(user=request.user, pk=pk, action=AuditEntry.Action.PHOTO_REVEAL)
     services.image_reveal(image=image, user=request.user)  # type: ignore[arg-type]
     revealed = request.session.get(REVEALED_SESSION_KEY, [])
     if image.pk not in revealed:
@@ -297,21 +310,27 @@ def image_status(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def image_photo(request: HttpRequest, pk: int) -> FileResponse:
     image = access.image_get_for_user(user=request.user, pk=pk)
-    return _private_file(image.file, image.content_type)
+    response = _private_file(image.file, image.content_type)
+    audit_record(action=AuditEntry.Action.PHOTO_VIEW, user=request.user, obj=image)
+    return response
 
 
 @login_required
 @require_GET
 def analysis_overlay(request: HttpRequest, pk: int) -> FileResponse:
     analysis = access.analysis_get_for_user(user=request.user, pk=pk)
-    return _private_file(analysis.heatmap_overlay, "image/png")
+    response = _private_file(analysis.heatmap_overlay, "image/png")
+    audit_record(action=AuditEntry.Action.HEATMAP_VIEW, user=request.user, obj=analysis, detail={"kind": "overlay"})
+    return response
 
 
 @login_required
 @require_GET
 def analysis_heatmap(request: HttpRequest, pk: int) -> FileResponse:
     analysis = access.analysis_get_for_user(user=request.user, pk=pk)
-    return _private_file(analysis.heatmap, "image/png")
+    response = _private_file(analysis.heatmap, "image/png")
+    audit_record(action=AuditEntry.Action.HEATMAP_VIEW, user=request.user, obj=analysis, detail={"kind": "heatmap"})
+    return response
 
 
 def _private_file(field: FieldFile, content_type: str) -> FileResponse:

@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            model_version = services.model_version_ensure_active()
+            model_version = services.model_version_ensure_active(actor_label="manage.py activate_model")
         except (CheckpointError, FileNotFoundError) as exc:
             raise CommandError(f"no usable model weights at {settings.MPOX_MODEL_WEIGHTS}: {exc}") from exc
         self.stdout.write(f"Active model: {model_version.version}")

@@ -34,7 +34,7 @@ class Command(BaseCommand):
             self.stdout.write("Demo users already exist: " + ", ".join(ROLES))
 
         try:
-            model_version = services.model_version_ensure_active()
+            model_version = services.model_version_ensure_active(actor_label="manage.py bootstrap_demo")
         except (CheckpointError, FileNotFoundError) as exc:
             # Not fatal: the site runs and /healthz reports the missing model until the weights are in place.
             self.stderr.write(self.style.WARNING(f"No usable model weights at {settings.MPOX_MODEL_WEIGHTS}: {exc}"))
