@@ -14,5 +14,6 @@ urlpatterns = [
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True), name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("diagnosis.api")),
+    path("fhir/", include("diagnosis.fhir_views")),
     path("", include("diagnosis.urls")),
 ]
