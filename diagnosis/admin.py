@@ -231,12 +231,9 @@ class UserAdmin(auth_admin.UserAdmin):
         super().save_model(request, obj, form, change)
         fields = [name for name in form.changed_data if name not in ("roles", "role", "password1", "password2")]
         if not change:
-            detail: dict[str, Any] = {"change": "created", "role": form.cleaned_data["role"]}
+            self._audit(request, obj, change="created", role=form.cleaned_data["role"])
         elif fields:
-            detail = {"change": "updated", "fields": sorted(fields)}
-        else:
-            return
-        audit_record(action=AuditEntry.Action.USER_CHANGE, user=request.user, request=request, obj=obj, detail=detail)
+            self._audit(request, obj, change="updated", fields=sorted(fields))
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -256,32 +253,17 @@ class UserAdmin(auth_admin.UserAdmin):
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         # The password page saves outside save_model; Django calls this right after it saves.
         if request.resolver_match is not None and request.resolver_match.url_name == "auth_user_password_change":
-            audit_record(
-                action=AuditEntry.Action.USER_CHANGE,
-                user=request.user,
-                request=request,
-                obj=obj,
-                detail={"change": "password"},
-            )
+            self._audit(request, obj, change="password")
         return super().log_change(request, obj, message)
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        audit_record(
-            action=AuditEntry.Action.USER_CHANGE,
-            user=request.user,
-            request=request,
-            obj=obj,
-            detail={"change": "deleted"},
-        )
+        self._audit(request, obj, change="deleted")
         super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            audit_record(
-                action=AuditEntry.Action.USER_CHANGE,
-                user=request.user,
-                request=request,
-                obj=user,
-                detail={"change": "deleted"},
-            )
+            self._audit(request, user, change="deleted")
         super().delete_queryset(request, queryset)
+
+    def _audit(self, request: HttpRequest, user: User, **detail: Any) -> None:
+        audit_record(action=AuditEntry.Action.USER_CHANGE, user=request.user, request=request, obj=user, detail=detail)

@@ -203,3 +203,15 @@ def test_deleting_a_user_in_the_admin_is_audited() -> None:
     assert not User.objects.filter(pk=auditor.pk).exists()
     entry = AuditEntry.objects.get(action=AuditEntry.Action.USER_CHANGE, actor_user_id=admin.pk)
     assert (entry.object_id, entry.detail) == (str(auditor.pk), {"change": "deleted"})
+
+
+def test_deleting_users_from_the_list_is_audited_for_each() -> None:
+    users = [make_user("nurse", "nurse-a"), make_user("nurse", "nurse-b")]
+    admin = make_user("admin")
+    response = client_for(admin).post(
+        "/admin/auth/user/", {"action": "delete_selected", "_selected_action": [u.pk for u in users], "post": "yes"}
+    )
+    assert response.status_code == 302
+    entries = AuditEntry.objects.filter(action=AuditEntry.Action.USER_CHANGE, actor_user_id=admin.pk)
+    assert sorted(entries.values_list("object_id", flat=True)) == sorted(str(u.pk) for u in users)
+    assert not User.objects.filter(pk__in=[u.pk for u in users]).exists()
