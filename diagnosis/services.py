@@ -96,8 +96,12 @@ def case_create(*, hospital_identifier: str, created_by: User, encounter_id: str
     if len(encounter_id) > 64:  # Case.encounter_id's max_length
         raise ValidationError({"encounter_id": "The encounter id is too long (64 characters at most)."})
     with transaction.atomic():
-        patient, _ = Patient.objects.get_or_create(hospital_identifier=identifier, defaults={"created_by": created_by})
-        return Case.objects.create(patient=patient, created_by=created_by, encounter_id=encounter_id)
+        patient, new = Patient.objects.get_or_create(
+            hospital_identifier=identifier, defaults={"created_by": created_by}
+        )
+        case = Case.objects.create(patient=patient, created_by=created_by, encounter_id=encounter_id)
+        audit_record(action=AuditEntry.Action.CASE_CREATE, user=created_by, obj=case, detail={"new_patient": new})
+    return case
 
 
 # --- lesion images ---
@@ -147,7 +151,10 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
                 stage=stage,
                 uploaded_by=uploaded_by,
             )
-            analysis_create(image=image)
+            analysis = analysis_create(image=image)
+            audit_record(
+                action=AuditEntry.Action.UPLOAD, user=uploaded_by, obj=image, detail={"analysis_id": analysis.pk}
+            )
     except BaseException:
         default_storage.delete(name)
         raise
@@ -249,23 +256,39 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
         }
         analysis.error_message = ""
         analysis.finished_at = timezone.now()
-        analysis.save()
+        _analysis_finish(analysis)
     except BaseException:
         for name in written:
             default_storage.delete(name)
         raise
-    _case_analysed(image_id=analysis.image_id)
-    webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
     logger.info("analysis %s done in %.0f ms", analysis_id, analysis.timings.get("total_ms", 0.0))
     return analysis
 
 
 def _analysis_fail(analysis: Analysis, message: str) -> Analysis:
     analysis.mark_failed(message)
-    analysis.save(update_fields=["status", "error_message", "finished_at"])
-    _case_analysed(image_id=analysis.image_id)
-    webhook_delivery_create(analysis=analysis)
+    _analysis_finish(analysis, update_fields=["status", "error_message", "finished_at"])
     return analysis
+
+
+def _analysis_finish(analysis: Analysis, *, update_fields: list[str] | None = None) -> None:
+    """Store a finished (done or failed) analysis, move its case on and record it, all or nothing."""
+    done = analysis.status == Analysis.Status.DONE
+    detail: dict[str, Any] = {"label": analysis.label, "inconclusive": analysis.inconclusive} if done else {}
+    if analysis.model_version is not None:
+        detail["model_version"] = analysis.model_version.version
+    with transaction.atomic():
+        analysis.save(update_fields=update_fields)
+        _case_analysed(image_id=analysis.image_id)
+        webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
+        # Last, so that the chain's writer lock is held only for the end of the transaction.
+        audit_record(
+            action=AuditEntry.Action.ANALYSIS_DONE if done else AuditEntry.Action.ANALYSIS_FAILED,
+            obj=analysis,
+            outcome=AuditEntry.Outcome.SUCCESS if done else AuditEntry.Outcome.FAILED,
+            detail=detail,
+            actor_label="worker",
+        )
 
 
 def _case_analysed(*, image_id: int) -> None:
@@ -416,18 +439,27 @@ def case_queue_filter(
 
 
 def case_claim(*, case: Case, user: User, now: datetime | None = None) -> Case:
-    """Claim ``case`` for ``user`` unless another clinician's claim is still running; returns the case as stored."""
+    """Claim ``case`` for ``user`` unless another clinician's claim is still running; returns the case as stored.
+
+    Renewing one's own running claim is not worth an audit entry (every visit to the case renews it); taking a claim is.
+    """
     now = now or timezone.now()
     expired = now - timedelta(minutes=settings.MPOX_CLAIM_MINUTES)
-    free = Q(claimed_by__isnull=True) | Q(claimed_by=user) | Q(claimed_at__lte=expired)
-    Case.objects.filter(free, pk=case.pk).update(claimed_by=user, claimed_at=now)
+    with transaction.atomic():
+        mine = Case.objects.filter(pk=case.pk, claimed_by=user, claimed_at__gt=expired)
+        if not mine.update(claimed_at=now):
+            free = Q(claimed_by__isnull=True) | Q(claimed_by=user) | Q(claimed_at__lte=expired)
+            if Case.objects.filter(free, pk=case.pk).update(claimed_by=user, claimed_at=now):
+                audit_record(action=AuditEntry.Action.CASE_CLAIM, user=user, obj=case)
     case.refresh_from_db(fields=["claimed_by", "claimed_at"])
     return case
 
 
 def case_release(*, case: Case, user: User) -> None:
     """Give up ``user``'s claim on ``case`` (someone else's claim is left alone)."""
-    Case.objects.filter(pk=case.pk, claimed_by=user).update(claimed_by=None, claimed_at=None)
+    with transaction.atomic():
+        if Case.objects.filter(pk=case.pk, claimed_by=user).update(claimed_by=None, claimed_at=None):
+            audit_record(action=AuditEntry.Action.CASE_RELEASE, user=user, obj=case)
     case.refresh_from_db(fields=["claimed_by", "claimed_at"])
 
 
@@ -477,7 +509,7 @@ def review_record(
         current = _reviews_final(case=locked).filter(image=image)
         if current.filter(reviewer=reviewer).exists():
             raise ValidationError("You have already reviewed this; amend your review instead.")
-        return _review_save(
+        review = _review_save(
             case=locked,
             reviewer=reviewer,
             image=image,
@@ -487,6 +519,8 @@ def review_record(
             note=note,
             is_second_read=current.exists(),
         )
+        audit_record(action=AuditEntry.Action.REVIEW, user=reviewer, obj=review, detail=_review_detail(review))
+    return review
 
 
 def review_amend(
@@ -521,7 +555,20 @@ def review_amend(
             amendment_reason=reason.strip(),
         )
         Case.objects.filter(pk=locked.pk).update(amended=True)
+        detail = {**_review_detail(amendment), "amends": review.pk}
+        audit_record(action=AuditEntry.Action.AMENDMENT, user=reviewer, obj=amendment, detail=detail)
     return amendment
+
+
+def _review_detail(review: Review) -> dict[str, Any]:
+    # The decision, not the free-text note (it may name the patient).
+    return {
+        "label": review.label,
+        "confidence": review.confidence,
+        "disposition": review.disposition,
+        "image_id": review.image_id,
+        "second_read": review.is_second_read,
+    }
 
 
 def _review_check(*, label: str, confidence: str, disposition: str) -> None:
@@ -578,7 +625,7 @@ def lab_result_record(
         locked.status = Case.Status.CLOSED
         locked.claimed_by, locked.claimed_at = None, None
         locked.save(update_fields=["version", "status", "claimed_by", "claimed_at", "updated_at"])
-        return LabResult.objects.create(
+        result = LabResult.objects.create(
             case=locked,
             recorded_by=recorded_by,
             pcr=pcr,
@@ -586,6 +633,9 @@ def lab_result_record(
             sample_reference=sample_reference.strip(),
             case_version=locked.version,
         )
+        # The sample reference stays out: it identifies the patient's sample.
+        audit_record(action=AuditEntry.Action.LAB_RESULT, user=recorded_by, obj=result, detail={"pcr": pcr})
+    return result
 
 
 class LabResultConflictError(Exception):
@@ -684,7 +734,10 @@ def _ground_truth(*, review_label: str | None, pcr: str | None) -> GroundTruth |
 
 def image_reveal(*, image: LesionImage, user: User) -> RevealEvent:
     """Record that ``user`` deliberately uncovered a blurred photo."""
-    return RevealEvent.objects.create(image=image, user=user)
+    with transaction.atomic():
+        event = RevealEvent.objects.create(image=image, user=user)
+        audit_record(action=AuditEntry.Action.PHOTO_REVEAL, user=user, obj=image)
+    return event
 
 
 # --- model versions ---
@@ -704,18 +757,35 @@ def model_version_for_predictor(*, predictor: Predictor) -> ModelVersion:
     return model_version
 
 
-def model_version_ensure_active(*, predictor: Predictor | None = None) -> ModelVersion:
-    """Make the weights the workers load (``MPOX_MODEL_WEIGHTS``) the active model version."""
+def model_version_ensure_active(*, predictor: Predictor | None = None, actor_label: str = "worker") -> ModelVersion:
+    """Make the weights the workers load (``MPOX_MODEL_WEIGHTS``) the active model version.
+
+    A change is audited under ``actor_label`` (who made it: a worker starting, a management command); confirming
+    the version already active records nothing, as every worker process does it at start.
+    """
     if predictor is None:
         from diagnosis import inference
 
         predictor = inference.predictor_get()
     with transaction.atomic():
         model_version = model_version_for_predictor(predictor=predictor)
-        ModelVersion.objects.filter(active=True).exclude(pk=model_version.pk).update(active=False)
-        if not model_version.active:
-            model_version.active = True
-            model_version.save(update_fields=["active"])
+        others = ModelVersion.objects.filter(active=True).exclude(pk=model_version.pk)
+        retired = list(others.values_list("pk", "version"))
+        if not retired and model_version.active:
+            return model_version
+        ModelVersion.objects.filter(pk__in=[pk for pk, _ in retired]).update(active=False)
+        model_version.active = True
+        model_version.save(update_fields=["active"])
+        audit_record(
+            action=AuditEntry.Action.MODEL_VERSION_CHANGE,
+            obj=model_version,
+            actor_label=actor_label,
+            detail={
+                "version": model_version.version,
+                "weights_sha256": model_version.weights_sha256,
+                "replaced": [version for _, version in retired],
+            },
+        )
     return model_version
 
 

@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Lets audit entries name the request's source IP without every service taking the request.
+    "diagnosis.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "diagnosis.accounts.SessionIdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -42,12 +42,13 @@ def test_a_list_filtered_by_patient_keeps_the_identifier_out_of_the_log(nurse) -
     assert "MRN-SECRET" not in repr(AuditEntry.objects.values())
 
 
-def test_a_submission_is_audited_with_its_analysis() -> None:
+def test_a_submission_has_its_call_and_its_upload_entry() -> None:
     form = {"image": io.BytesIO(jpeg_bytes()), "body_part": "arm", "stage": "early", "patient_id": "MRN-9"}
     body = api_client_with("submit").post("/api/v1/analyses", form, format="multipart").json()
     [call] = api_calls()
     assert call.detail["status"] == 202
     assert (call.object_type, call.object_id) == ("analysis", str(body["id"]))
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.UPLOAD).count() == 1
 
 
 @pytest.mark.parametrize(

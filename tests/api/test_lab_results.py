@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from diagnosis import services
-from diagnosis.models import Case, LabResult
+from diagnosis.models import AuditEntry, Case, LabResult
 from tests.api.conftest import api_client_with
 from tests.diagnosis.helpers import case_awaiting_review
 
@@ -44,6 +44,7 @@ def test_a_positive_result_is_stored_and_becomes_the_ground_truth(nurse, clinici
     assert body["case_version"] == case.version == 2
     assert case.status == Case.Status.CLOSED
     assert result.recorded_by.username.startswith("api-client-")
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.LAB_RESULT, case_id=case.pk).count() == 1
 
 
 def test_the_lab_needs_no_case_version_even_after_reviews(nurse, clinician) -> None:
