@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import aauthenticate
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -215,3 +217,11 @@ def test_the_command_unlocks_an_ip(settings: Settings) -> None:
 def test_the_command_refuses_bad_arguments(args: tuple[str, ...], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run_unlock(*args)
+
+
+def test_the_async_password_check_honours_the_lockout_too() -> None:
+    make_user("nurse")
+    check = async_to_sync(aauthenticate)
+    assert check(None, username="nurse", password=PASSWORD) is not None
+    fail("nurse", 5)
+    assert check(None, username="nurse", password=PASSWORD) is None
