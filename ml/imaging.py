@@ -121,6 +121,12 @@ def strip_metadata(data: bytes) -> bytes:
         # fails here, at a fraction of a full decode's cost; the stored pixels are the original's, unchanged.
         _decode(data, max_pixels=MAX_PIXELS, target_short_side=256)
         return _jpeg_without_metadata(data)
+    plain_png = _png_without_metadata(data)
+    if plain_png is not None:
+        # The copy itself is decoded, so what is stored is what was checked; re-encoding a photo-sized PNG costs
+        # ten to twenty times this decode.
+        _decode(plain_png, max_pixels=MAX_PIXELS, target_short_side=None)
+        return plain_png
     image, fmt = _decode(data, max_pixels=MAX_PIXELS, target_short_side=None)
     icc = image.info.get("icc_profile")
     if isinstance(icc, bytes) and icc:
@@ -176,6 +182,50 @@ def _jpeg_without_metadata(data: bytes) -> bytes:
             out += data[i:end]
         i = end
     raise CorruptImageError(_DAMAGED)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Ancillary chunks that change the pixels a viewer sees (colour profile, transparency, animation, EXIF with its
+# orientation): a PNG carrying one is re-encoded instead, with the change baked in.
+_PNG_PIXEL_CHUNKS = {b"iCCP", b"tRNS", b"acTL", b"eXIf"}
+_PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _png_without_metadata(data: bytes) -> bytes | None:
+    """An 8-bit grey or RGB PNG reduced to its critical chunks (header, palette, image data, end), or ``None`` when
+    the file needs re-encoding: another sample format, a chunk that changes the pixels, EXIF or XMP (where Pillow
+    finds an orientation) in a text chunk, or anything malformed (a bad length or CRC, no end chunk).
+
+    Text, time, physical size, gamma and every other ancillary chunk are dropped, as is anything after the end.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    view = memoryview(data)  # slices of it copy nothing
+    out = bytearray(_PNG_SIGNATURE)
+    i = len(_PNG_SIGNATURE)
+    while i + 12 <= len(data):
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        end = i + 12 + length
+        if end > len(data) or zlib.crc32(view[i + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
+            return None
+        body = view[i + 8 : end - 4]
+        if i == len(_PNG_SIGNATURE) and (
+            kind != b"IHDR" or length != 13 or bytes(body[8:10]) not in (b"\x08\x00", b"\x08\x02")
+        ):
+            return None
+        if kind in _PNG_PIXEL_CHUNKS:
+            return None
+        if kind in _PNG_TEXT_CHUNKS:
+            keyword = bytes(body[:80]).split(b"\0", 1)[0].lower()  # keywords are 1 to 79 bytes
+            if b"exif" in keyword or b"xmp" in keyword:
+                return None
+        elif kind[0] & 0x20 == 0:  # critical (upper-case first letter): kept
+            out += view[i:end]
+        if kind == b"IEND":
+            return bytes(out)
+        i = end
+    return None
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

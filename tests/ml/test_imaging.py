@@ -275,6 +275,65 @@ def test_strip_metadata_drops_png_text_chunks_and_keeps_png() -> None:
     assert b"Ward 3" not in cleaned
 
 
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of each chunk of a PNG."""
+    chunks, i = [], 8
+    while i < len(data):
+        length = int.from_bytes(data[i : i + 4], "big")
+        chunks.append((data[i + 4 : i + 8], data[i + 8 : i + 8 + length]))
+        i += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_strip_metadata_keeps_a_plain_png_s_image_data_as_it_is_and_drops_the_rest(mode) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "Ward 3, bed 12")
+    info.add_itxt("Author", "Nurse 7", zip=True)
+    original = encode(photo(64, 48).convert(mode), "PNG", pnginfo=info, dpi=(300, 300)) + b"hidden after the end"
+
+    cleaned = strip_metadata(original)
+
+    # No re-encoding: the compressed image data is copied, and only the critical chunks are kept.
+    assert [kind for kind, _ in png_chunks(cleaned)] == [b"IHDR", b"IDAT", b"IEND"]
+    idat = b"".join(body for kind, body in png_chunks(original) if kind == b"IDAT")
+    assert png_chunks(cleaned)[1] == (b"IDAT", idat)
+    for secret in (b"Ward 3", b"Author", b"hidden", b"pHYs"):
+        assert secret not in cleaned
+    assert np.array_equal(np.asarray(open_image(cleaned)), np.asarray(open_image(original)))
+
+
+@pytest.mark.parametrize("metadata", ["exif", "xmp", "icc"])
+def test_strip_metadata_re_encodes_a_png_whose_metadata_changes_its_pixels(metadata) -> None:
+    info = PngImagePlugin.PngInfo()
+    extra: dict[str, object] = {"pnginfo": info}
+    if metadata == "exif":  # an eXIf chunk with the orientation
+        extra["exif"] = Image.Exif()
+        extra["exif"][ORIENTATION] = 6  # type: ignore[index]
+    elif metadata == "xmp":  # the orientation in XMP, which Pillow also reads
+        info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
+    else:
+        extra["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    original = encode(halves(), "PNG", **extra)
+
+    cleaned = strip_metadata(original)
+
+    assert [kind for kind, _ in png_chunks(cleaned)] == [b"IHDR", b"IDAT", b"IEND"]
+    assert np.array_equal(np.asarray(open_image(cleaned)), np.asarray(open_image(original)))
+    assert open_image(cleaned).size == ((20, 40) if metadata != "icc" else (40, 20))
+
+
+@pytest.mark.parametrize("damage", ["crc", "cut"])
+def test_strip_metadata_rejects_a_damaged_png(damage) -> None:
+    original = bytearray(encode(photo(64, 48), "PNG"))
+    if damage == "crc":
+        original[-20] ^= 0xFF  # inside the last IDAT chunk
+    else:
+        del original[len(original) // 2 :]
+    with pytest.raises(CorruptImageError):
+        strip_metadata(bytes(original))
+
+
 def test_strip_metadata_rejects_what_open_image_rejects() -> None:
     with pytest.raises(NotAnImageError):
         strip_metadata(b"not a photo")
