@@ -17,3 +17,8 @@ def review_queue(request: HttpRequest) -> dict[str, Any]:
         # Called by the template (once), so pages that do not render the navigation cost nothing.
         "review_queue_count": lambda: Case.objects.filter(status=Case.Status.AWAITING_REVIEW).count(),
     }
+
+
+def audit_link(request: HttpRequest) -> dict[str, Any]:
+    """The Audit link in the top bar, for auditors and admins."""
+    return {"show_audit_link": access.user_can_audit(user=request.user)}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from diagnosis import views
+from diagnosis import audit_views, views
 
 # Only ids of cases, images and analyses appear in URLs; never a hospital identifier.
 urlpatterns = [
@@ -21,4 +21,12 @@ urlpatterns = [
     path("images/<int:pk>/photo", views.image_photo, name="image-photo"),
     path("analyses/<int:pk>/overlay.png", views.analysis_overlay, name="analysis-overlay"),
     path("analyses/<int:pk>/heatmap.png", views.analysis_heatmap, name="analysis-heatmap"),
+    path("audit/", audit_views.audit_list, name="audit-list"),
+    path("audit/filter", audit_views.audit_filter, name="audit-filter"),
+    path("audit/export.csv", audit_views.audit_export, name="audit-export"),
+    path("audit/patients/", audit_views.audit_patient_find, name="audit-patient-find"),
+    path("audit/patients/find", audit_views.audit_patient_find_submit, name="audit-patient-find-submit"),
+    path("audit/patients/<int:pk>/", audit_views.audit_patient, name="audit-patient"),
+    path("audit/users/", audit_views.audit_users, name="audit-users"),
+    path("audit/users/<int:pk>/", audit_views.audit_user, name="audit-user"),
 ]

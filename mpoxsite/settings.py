@@ -112,6 +112,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "diagnosis.context_processors.review_queue",
+                "diagnosis.context_processors.audit_link",
             ],
         },
     },
