@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint setup chromium bench bench-stack bench-queue bench-audit clean
+.PHONY: run test lint setup chromium bench bench-stack bench-queue bench-audit bench-stats clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) is required (Python 3.11)"; exit 1; }
@@ -49,6 +49,10 @@ bench-queue: $(STAMP)
 # Audit trail: added ms per request for the audit write, and audit_verify over 1,000,000 entries; prints JSON.
 bench-audit: $(STAMP)
 	$(PY) benchmarks/audit.py
+
+# GET /api/v1/stats over 50,000 cases, most of them graded: time and query count; prints JSON.
+bench-stats: $(STAMP)
+	$(PY) benchmarks/stats.py
 
 clean:
 	rm -rf $(VENV) var/

@@ -111,37 +111,32 @@ def graded_stats(*, filters: StatsFilters) -> GradedStats:
     """
     analyses = _analyses(filters)
     truths = services.case_ground_truths(cases=Case.objects.filter(pk__in=analyses.values("image__case_id")))
-    classes = list(CLASS_LABELS)
-    counts: dict[str, Counter[str]] = {name: Counter() for name in classes}
-    by_stage: dict[str, Counter[str]] = {value: Counter() for value in LesionImage.Stage.values}
-    by_part: dict[str, Counter[str]] = {value: Counter() for value in LesionImage.BodyPart.values}
     rows = analyses.order_by("image_id", "-pk").values_list(
         "image_id", "image__case_id", "image__body_part", "image__stage", "label"
     )
+    # One pass over the photos fills a confusion table (ground-truth label x predicted class) and the mpox hits per
+    # stage and body part; the metrics are read off those small tables.
+    confusion: Counter[tuple[str, str]] = Counter()
+    by_stage: dict[str, Counter[bool]] = {value: Counter() for value in LesionImage.Stage.values}
+    by_part: dict[str, Counter[bool]] = {value: Counter() for value in LesionImage.BodyPart.values}
     seen: set[int] = set()
-    n = 0
     for image_id, case_id, body_part, stage, predicted in rows:
-        truth = truths.get(case_id)
-        if image_id in seen or truth is None or truth.label in EXCLUDED:
-            continue
+        if image_id in seen:
+            continue  # an older analysis of a photo already counted
         seen.add(image_id)
-        n += 1
-        if predicted and predicted not in counts:
-            classes.append(predicted)
-            counts[predicted] = Counter()
-        actual = MODEL_CLASS_OF_LABEL.get(truth.label)
-        for name in classes:
-            if actual is not None or truth.label in NEGATIVE_FOR_ALL or name == MPOX_CLASS:
-                counts[name][_cell(actual == name, predicted == name)] += 1
-        if actual == MPOX_CLASS:
-            hit = "hit" if predicted == MPOX_CLASS else "miss"
-            by_stage.setdefault(stage, Counter())[hit] += 1
-            by_part.setdefault(body_part, Counter())[hit] += 1
+        truth = truths.get(case_id)
+        if truth is None or truth.label in EXCLUDED:
+            continue
+        confusion[truth.label, predicted] += 1
+        if truth.label == Review.Label.MPOX:
+            by_stage.setdefault(stage, Counter())[predicted == MPOX_CLASS] += 1
+            by_part.setdefault(body_part, Counter())[predicted == MPOX_CLASS] += 1
+    classes = list(CLASS_LABELS) + sorted({p for _, p in confusion if p and p not in CLASS_LABELS})
     return GradedStats(
-        n=n,
-        per_class={name: _class_metrics(counts[name]) for name in classes},
-        mpox_recall_by_stage={stage: _recall(cells) for stage, cells in by_stage.items()},
-        mpox_recall_by_body_part={part: _recall(cells) for part, cells in by_part.items()},
+        n=confusion.total(),
+        per_class={name: _class_metrics(name, confusion) for name in classes},
+        mpox_recall_by_stage={stage: _recall(hits) for stage, hits in by_stage.items()},
+        mpox_recall_by_body_part={part: _recall(hits) for part, hits in by_part.items()},
     )
 
 
@@ -179,7 +174,15 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def _class_metrics(cells: Counter[str]) -> ClassMetrics:
+def _class_metrics(name: str, confusion: Counter[tuple[str, str]]) -> ClassMetrics:
+    """One-vs-rest counts of class ``name`` from the confusion table, leaving out the photos whose membership of the
+    class is unknown (a "not mpox" ground truth, for every class but mpox)."""
+    cells: Counter[str] = Counter()
+    for (label, predicted), count in confusion.items():
+        actual = MODEL_CLASS_OF_LABEL.get(label)
+        if actual is None and label not in NEGATIVE_FOR_ALL and name != MPOX_CLASS:
+            continue
+        cells[_cell(actual == name, predicted == name)] += count
     tp, fp, fn, tn = cells["tp"], cells["fp"], cells["fn"], cells["tn"]
     return ClassMetrics(
         precision=_ratio(tp, tp + fp),
@@ -190,11 +193,11 @@ def _class_metrics(cells: Counter[str]) -> ClassMetrics:
     )
 
 
-def _recall(cells: Counter[str]) -> Recall:
-    n = cells["hit"] + cells["miss"]
-    interval = wilson_interval(cells["hit"], n)
+def _recall(hits: Counter[bool]) -> Recall:
+    n = hits[True] + hits[False]
+    interval = wilson_interval(hits[True], n)
     return Recall(
         n=n,
-        recall=_ratio(cells["hit"], n),
+        recall=_ratio(hits[True], n),
         ci95=(round(interval[0], 4), round(interval[1], 4)) if interval else None,
     )
