@@ -26,6 +26,7 @@ from diagnosis.models import (
     Patient,
     RevealEvent,
     Review,
+    WebhookDelivery,
 )
 
 
@@ -121,11 +122,19 @@ class RevealEventAdmin(ReadOnlyAdmin):
 class ApiClientAdmin(admin.ModelAdmin):
     """Read-only-ish: tokens are created, rotated and revoked with `manage.py create_api_client`."""
 
-    list_display = ["name", "scopes", "token_prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["token_prefix", "token_sha256", "created_by", "created_at", "last_used_at"]
+    list_display = ["name", "scopes", "token_prefix", "webhook_url", "created_at", "last_used_at", "revoked_at"]
+    # The webhook comes with its secret (`create_api_client --set-webhook`), which is never shown again.
+    readonly_fields = ["token_prefix", "token_sha256", "webhook_url", "created_by", "created_at", "last_used_at"]
+    exclude = ["webhook_secret"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "client", "analysis", "status", "attempts", "next_attempt_at", "last_error", "delivered_at"]
+    list_filter = ["status", "client"]
 
 
 class AuditActionFilter(admin.SimpleListFilter):

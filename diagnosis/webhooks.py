@@ -59,6 +59,12 @@ def api_client_webhook_set(*, client: ApiClient, url: str) -> str:
     return client.webhook_secret
 
 
+def api_client_webhook_remove(*, client: ApiClient) -> None:
+    """No more notifications for ``client``; those still owed are given up at their next try."""
+    client.webhook_url = client.webhook_secret = ""
+    client.save(update_fields=["webhook_url", "webhook_secret"])
+
+
 def _submitting_client(analysis: Analysis) -> ApiClient | None:
     """The API client whose service user uploaded the photo, or None for a photo uploaded in the browser."""
     user = analysis.image.uploaded_by
@@ -90,7 +96,7 @@ def webhook_delivery_create(*, analysis: Analysis) -> WebhookDelivery | None:
     analysis and client, so an analysis finished twice (a slow worker and its requeued copy) notifies once.
     """
     client = _submitting_client(analysis)
-    if client is None or not client.webhook_url or client.revoked_at is not None:
+    if client is None or not (client.webhook_url and client.webhook_secret) or client.revoked_at is not None:
         return None
     delivery, created = WebhookDelivery.objects.get_or_create(
         client=client,
@@ -159,7 +165,7 @@ def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> Webhook
         return None
     delivery = WebhookDelivery.objects.select_related("client").get(pk=delivery_id)
     client = delivery.client
-    if not client.webhook_url or client.revoked_at is not None:
+    if not (client.webhook_url and client.webhook_secret) or client.revoked_at is not None:
         delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
         delivery.last_error = "the client's webhook was removed or the client revoked"
         delivery.save(update_fields=["status", "next_attempt_at", "last_error"])

@@ -36,3 +36,19 @@ def test_a_bad_webhook_url_creates_no_client(url: str) -> None:
     with pytest.raises(CommandError, match="URL"):
         _run("ehr", "--scope", "submit", "--webhook-url", url)
     assert not ApiClient.objects.exists()
+
+
+def test_set_webhook_gives_an_existing_client_a_url_and_a_new_secret_and_removes_it() -> None:
+    _run("ehr", "--scope", "submit")
+    [secret] = _run("--set-webhook", "ehr", "--webhook-url", "https://ehr.example.org/in")
+    client = ApiClient.objects.get(name="ehr")
+    assert (client.webhook_url, client.webhook_secret) == ("https://ehr.example.org/in", secret)
+    [rotated] = _run("--set-webhook", "ehr", "--webhook-url", "https://ehr.example.org/in")
+    assert rotated != secret
+    assert " ".join(_run("--set-webhook", "ehr", "--webhook-url", "")) == "Removed the webhook of API client ehr"
+    client.refresh_from_db()
+    assert (client.webhook_url, client.webhook_secret) == ("", "")
+    with pytest.raises(CommandError, match="--webhook-url"):
+        _run("--set-webhook", "ehr")
+    with pytest.raises(CommandError, match="no API client"):
+        _run("--set-webhook", "pacs", "--webhook-url", "https://pacs.example.org/in")

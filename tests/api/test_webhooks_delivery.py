@@ -273,3 +273,15 @@ def test_the_sweep_task_sends_what_is_due(receiver) -> None:
     assert signature_ok(headers, body, secret)
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
+
+
+def test_a_delivery_owed_to_a_removed_webhook_is_given_up_unsent(receiver) -> None:
+    client, http, _ = client_with_webhook(receiver.url)
+    delivery = webhooks.webhook_delivery_create(analysis=submit(http))
+    assert delivery is not None
+    webhooks.api_client_webhook_remove(client=client)
+    webhooks.webhook_deliver(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at) == ("failed", None)
+    assert "removed" in delivery.last_error
+    assert receiver.requests == []

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from diagnosis import api_auth, services, tasks
-from diagnosis.models import Analysis, Case, ModelVersion
+from diagnosis.models import Analysis, AuditEntry, Case, ModelVersion
 from tests.diagnosis.helpers import case_for, finished_analysis, image_for
 from tests.fhir.conftest import fhir_json, fhir_valid, system_with
 from tests.photos import jpeg_bytes
@@ -203,6 +203,15 @@ def test_an_inconclusive_result_says_a_clinician_must_decide(nurse) -> None:
     report = read(system_with("read"), analysis.pk)
     assert "inconclusive" in report["conclusion"]
     assert "a clinician must decide" in report["conclusion"]
+
+
+def test_each_read_is_audited_against_the_case_and_patient(nurse) -> None:
+    analysis = finished_analysis(image_for(case_for(nurse, PATIENT)))
+    read(system_with("read"), analysis.pk)
+    entry = AuditEntry.objects.filter(action=AuditEntry.Action.API_CALL).get()
+    assert entry.detail["endpoint"] == "fhir-diagnostic-report"
+    assert (entry.case_id, entry.patient_id) == (analysis.image.case_id, analysis.image.case.patient_id)
+    assert PATIENT not in str(entry.detail)
 
 
 def test_it_answers_fhir_json_whatever_the_client_accepts(nurse) -> None:

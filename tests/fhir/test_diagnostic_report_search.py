@@ -114,6 +114,7 @@ def test_the_patient_identifier_is_neither_logged_nor_audited(reports, caplog) -
     assert caplog.records  # the request was logged about (the 400 at least), just not with the identifier
     assert not any(ALICE in record.getMessage() or "MRN-nobody" in record.getMessage() for record in caplog.records)
     calls = AuditEntry.objects.filter(action=AuditEntry.Action.API_CALL)
+    assert [entry.detail["endpoint"] for entry in calls] == ["fhir-diagnostic-reports"] * 2  # audited, like the API
     for entry in calls:
         assert ALICE not in str(entry.detail)
         assert "MRN-nobody" not in str(entry.detail)
