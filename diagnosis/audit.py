@@ -45,13 +45,22 @@ HASHED_FIELDS = (
 )
 
 
+_AT, _PREV_HASH = HASHED_FIELDS.index("at"), HASHED_FIELDS.index("prev_hash")
+# What json.dumps(..., sort_keys=True, separators=(",", ":")) builds on every call, built once.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def entry_hash(values: dict[str, Any]) -> str:
     """SHA-256 over an entry's hashed fields (canonical JSON; times in UTC with microseconds)."""
-    canonical = dict(values)
-    at = canonical["at"]
-    canonical["at"] = at.astimezone(UTC).isoformat(timespec="microseconds") if isinstance(at, datetime) else at
-    payload = json.dumps([canonical[name] for name in HASHED_FIELDS], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _fields_hash([values[name] for name in HASHED_FIELDS])
+
+
+def _fields_hash(fields: list[Any]) -> str:
+    """``entry_hash`` of the hashed fields in ``HASHED_FIELDS`` order (the list is changed in place)."""
+    at = fields[_AT]
+    if isinstance(at, datetime):
+        fields[_AT] = at.astimezone(UTC).isoformat(timespec="microseconds")
+    return hashlib.sha256(_CANONICAL_JSON.encode(fields).encode()).hexdigest()
 
 
 # The request being served in this context, so services record its source IP without taking it as an argument.
@@ -231,13 +240,12 @@ def audit_chain_verify(*, chunk_size: int = 20_000) -> ChainReport:
     expected_seq = 1
     checked = 0
     for row in _rows(chunk_size):
-        values = dict(zip(HASHED_FIELDS, row[:-1], strict=True))
-        seq = values["seq"]
+        seq = row[0]
         if seq != expected_seq:
             return ChainReport(checked, ChainBreak(seq, f"expected entry {expected_seq} next, found {seq}"))
-        if values["prev_hash"] != expected_prev:
+        if row[_PREV_HASH] != expected_prev:
             return ChainReport(checked, ChainBreak(seq, "its link to the previous entry does not match"))
-        if entry_hash(values) != row[-1]:
+        if _fields_hash(list(row[:-1])) != row[-1]:
             return ChainReport(checked, ChainBreak(seq, "its content does not match its hash"))
         expected_prev = row[-1]
         expected_seq += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -52,6 +53,48 @@ def test_an_intact_chain_passes_and_says_how_many_entries_it_checked(chain) -> N
     out = verify()
     assert out.startswith(f"Audit chain intact: {len(chain)} entries checked.")
     assert chain[-1].entry_hash in out  # the newest hash, to keep somewhere else
+
+
+def test_a_chain_written_with_the_hash_format_of_the_first_release_still_verifies() -> None:
+    # Hashes computed once, by the first release's entry_hash: a change of format would break every stored chain.
+    first = {
+        "seq": 1,
+        "at": datetime(2026, 3, 2, 13, 4, 5, tzinfo=timezone(timedelta(hours=1))),
+        "actor_user_id": 7,
+        "api_client_id": None,
+        "actor_label": "clinician",
+        "action": "photo_view",
+        "object_type": "lesionimage",
+        "object_id": "12",
+        "patient_id": 3,
+        "case_id": 5,
+        "source_ip": "10.1.2.3",
+        "outcome": "success",
+        "detail": {"size": "full", "note": "Ärztin"},
+        "prev_hash": "0" * 64,
+    }
+    first_hash = "731f922ca5f8f513b4599a3d154238e6face6e96fb698fe11c7aa5413d8bb624"
+    second = {
+        **first,
+        "seq": 2,
+        "at": datetime(2026, 3, 2, 12, 4, 6, 500, tzinfo=UTC),
+        "actor_user_id": None,
+        "actor_label": "mallory",
+        "action": "login_failed",
+        "object_type": "",
+        "object_id": "",
+        "patient_id": None,
+        "case_id": None,
+        "outcome": "failed",
+        "detail": {},
+        "prev_hash": first_hash,
+    }
+    second_hash = "508b56f586d14b42ddbc1238e9015f40faf265abe215d8be0424147cc80ece61"
+    assert (entry_hash(first), entry_hash(second)) == (first_hash, second_hash)
+    AuditEntry.objects.bulk_create(
+        [AuditEntry(**first, entry_hash=first_hash), AuditEntry(**second, entry_hash=second_hash)]
+    )
+    assert verify().startswith("Audit chain intact: 2 entries checked.")
 
 
 def test_an_empty_trail_is_intact() -> None:
