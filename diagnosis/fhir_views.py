@@ -7,6 +7,7 @@ Search parameters are never logged: the audit entry names the endpoint, not the 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 CAPABILITY_DATE = datetime(2026, 11, 26, tzinfo=UTC)
 SEARCH_PARAMETERS = frozenset({"patient", "status", "_count", "_cursor", "_format"})
 DEFAULT_COUNT, MAX_COUNT = 50, 200
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 class FhirJsonRenderer(JSONRenderer):
@@ -115,9 +117,10 @@ class Metadata(FhirBase):
 
 class DiagnosticReportRead(FhirView):
     def get(self, request: Request, pk: str) -> Response:
-        if not pk.isdigit():
+        number = _whole_number(pk)
+        if number is None:
             raise Http404("No DiagnosticReport with that id.")
-        analysis = fhir.report_queryset().filter(pk=int(pk)).first()
+        analysis = fhir.report_queryset().filter(pk=number).first()
         if analysis is None:
             raise Http404("No DiagnosticReport with that id.")
         self.audit_object = analysis
@@ -130,6 +133,9 @@ class _Search(FhirView):
     def search(self, request: Request, params: dict[str, list[str]]) -> Response:
         unknown = sorted(set(params) - SEARCH_PARAMETERS)
         issues = [(f"{name}: not a search parameter of this server.", "invalid") for name in unknown]
+        # A form body is not checked by the base view as the query is; PostgreSQL refuses NUL in text.
+        if any("\x00" in value for values in params.values() for value in values):
+            issues.append(("Search parameters must not contain NUL characters.", "invalid"))
         patient = _one(params, "patient", issues)
         if patient is not None and not patient.strip():
             issues.append(("patient: give the patient's hospital identifier.", "invalid"))
@@ -207,20 +213,27 @@ def _one(params: dict[str, list[str]], name: str, issues: list[tuple[str, str]])
 def _number(text: str | None, name: str, default: int, issues: list[tuple[str, str]]) -> int:
     if text is None:
         return default
-    if not text.isdigit() or int(text) < 1:
+    number = _whole_number(text)
+    if number is None or number < 1:
         issues.append((f"{name}: a whole number of at least 1.", "invalid"))
         return default
-    return int(text)
+    return number
+
+
+def _whole_number(text: str) -> int | None:
+    """ASCII digits that fit a database id (str.isdigit would take "²", and a huge number overflows SQLite)."""
+    return int(text) if WHOLE_NUMBER.fullmatch(text) else None
 
 
 class BinaryRead(FhirView):
     """The photo a report's Media links to, as the image itself (`photo-<id>`)."""
 
     def get(self, request: Request, pk: str) -> FileResponse:
-        kind, _, number = pk.partition("-")
-        if kind != "photo" or not number.isdigit():
+        kind, _, digits = pk.partition("-")
+        number = _whole_number(digits)
+        if kind != "photo" or number is None:
             raise Http404("No Binary with that id.")
-        image = LesionImage.objects.filter(pk=int(number)).select_related("case").first()
+        image = LesionImage.objects.filter(pk=number).select_related("case").first()
         if image is None:
             raise Http404("No Binary with that id.")
         self.audit_object = image

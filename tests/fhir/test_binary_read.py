@@ -28,6 +28,8 @@ def test_other_ids_and_clients_without_the_read_scope_are_refused(nurse) -> None
         (system_with("read"), "/fhir/Binary/photo-999999", 404),
         (system_with("read"), f"/fhir/Binary/heatmap-{image.pk}", 404),
         (system_with("read"), "/fhir/Binary/photo-", 404),
+        (system_with("read"), "/fhir/Binary/photo-" + "9" * 40, 404),
+        (system_with("read"), "/fhir/Binary/photo-²", 404),
     ]:
         outcome = fhir_json(client.get(path), status)
         assert outcome["resourceType"] == "OperationOutcome", path

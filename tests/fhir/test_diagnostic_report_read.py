@@ -231,6 +231,8 @@ def test_errors_are_operation_outcomes_with_the_right_status(nurse) -> None:
         (system_with("submit", "lab"), "get", url, 403, "forbidden"),
         (system_with("read"), "get", "/fhir/DiagnosticReport/999999", 404, "not-found"),
         (system_with("read"), "get", "/fhir/DiagnosticReport/abc", 404, "not-found"),
+        (system_with("read"), "get", "/fhir/DiagnosticReport/²", 404, "not-found"),
+        (system_with("read"), "get", "/fhir/DiagnosticReport/" + "9" * 40, 404, "not-found"),
         (system_with("read"), "get", "/fhir/Patient/1", 404, "not-found"),
         (system_with("read"), "delete", url, 405, "not-supported"),
     ]

@@ -127,6 +127,8 @@ def test_the_patient_identifier_is_neither_logged_nor_audited(reports, caplog) -
         ("?subject=Patient/1", "subject"),
         ("?_count=abc", "_count"),
         ("?_count=0", "_count"),
+        ("?_count=²", "_count"),
+        ("?_cursor=" + "9" * 40, "_cursor"),
         (f"?patient={ALICE}&patient={BOB}", "patient"),
         ("?patient=", "patient"),
     ],
@@ -143,6 +145,9 @@ def test_bad_parameters_in_a_post_search_body_are_refused_too(reports) -> None:
     response = post_search(system_with("read"), "/fhir/DiagnosticReport/_search", {"patient": ALICE, "name": "A"})
     [issue] = fhir_json(response, 400)["issue"]
     assert issue["diagnostics"] == "name: not a search parameter of this server."
+    response = post_search(system_with("read"), "/fhir/DiagnosticReport/_search", {"patient": "MRN\x00"})
+    [issue] = fhir_json(response, 400)["issue"]
+    assert "NUL" in issue["diagnostics"]
     multipart = system_with("read").post("/fhir/DiagnosticReport/_search", {"patient": ALICE})
     assert fhir_json(multipart, 415)["issue"][0]["code"] == "not-supported"
 
