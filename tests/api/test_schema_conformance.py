@@ -6,9 +6,13 @@ content type, headers, body) must be one the schema documents.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from pytest_django.fixtures import Settings
 from schemathesis.checks import not_a_server_error
@@ -50,9 +54,11 @@ schema = schemathesis.openapi.from_wsgi(
 
 
 @pytest.fixture
-def fuzzer(nurse, settings: Settings) -> None:
+def fuzzer(nurse, settings: Settings) -> Iterator[None]:
     """A client with every scope holding TOKEN, and a little data for the generated ids to find (ids start at 1)."""
     settings.MPOX_API_RATE = "100000/min"
+    # As Django's test client does: the start and end of a request must not close the connection that holds the
+    # test's transaction (PostgreSQL would lose it; SQLite's in-memory database ignores the close).
     finished_analysis(image_for(case_for(nurse)))
     ApiClient.objects.create(
         name="fuzzer",
@@ -60,6 +66,13 @@ def fuzzer(nurse, settings: Settings) -> None:
         token_prefix=TOKEN[: api_auth.PREFIX_LENGTH],
         token_sha256=api_auth.token_hash(TOKEN),
     )
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in (request_started, request_finished):
+            signal.connect(close_old_connections)
 
 
 @schema.parametrize()
