@@ -66,6 +66,9 @@ def test_production_with_a_secret_key_and_services(tmp_path: Path) -> None:
         ("MPOX_ADVISORY_THRESHOLD", "1.5", "MPOX_ADVISORY_THRESHOLD must be in (0, 1]"),
         ("MPOX_INFERENCE_BACKEND", "gpu", "MPOX_INFERENCE_BACKEND must be auto, onnx or torch"),
         ("CELERY_TASK_SOFT_TIME_LIMIT", "500", "must be larger than CELERY_TASK_SOFT_TIME_LIMIT"),
+        ("MPOX_PUBLIC_URL", "triage.example.org", "MPOX_PUBLIC_URL must start with http:// or https://"),
+        ("MPOX_WEBHOOK_TIMEOUT_SECONDS", "60", "MPOX_WEBHOOK_TIMEOUT_SECONDS must be above 0 and below"),
+        ("MPOX_WEBHOOK_MAX_ATTEMPTS", "0", "MPOX_WEBHOOK_MAX_ATTEMPTS and MPOX_WEBHOOK_BACKOFF_SECONDS must be"),
     ],
 )
 def test_a_malformed_value_fails_loudly(tmp_path: Path, name: str, value: str, message: str) -> None:
