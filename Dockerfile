@@ -10,6 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VAR_DIR=/data/var \
     PRIVATE_STORAGE_ROOT=/data/private \
     PORT=8000
+# gunicorn's access log names the path only: a query string or a referrer can carry a patient identifier (a search by
+# patient in the REST or FHIR API, the case list's search).
+ENV GUNICORN_CMD_ARGS="--access-logformat='%(h)s %(t)s \"%(m)s %(U)s %(H)s\" %(s)s %(b)s %(M)sms'"
 
 WORKDIR /app
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin mpox
