@@ -61,7 +61,7 @@ from diagnosis.models import (
     Review,
 )
 from diagnosis.webhooks import webhook_delivery_create
-from ml.imaging import ImageError, ImageTooLargeError, open_image, strip_metadata
+from ml.imaging import ImageError, ImageTooLargeError, decoded_size, open_image, strip_metadata_and_decode
 
 if TYPE_CHECKING:
     from ml.inference import Predictor
@@ -127,7 +127,7 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
         )
     # One full decode does all the checking: the format comes from the content (never from the file name), the
     # header's pixel count is checked before any pixel is decoded, and a truncated or corrupt file fails.
-    stored = strip_metadata(data)
+    stored, decoded = strip_metadata_and_decode(data)
     with Image.open(io.BytesIO(stored)) as header:
         fmt, (width, height) = str(header.format), header.size
     if width * height > settings.MPOX_MAX_PIXELS:
@@ -137,7 +137,13 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
         )
 
     name = default_storage.save(f"lesions/{uuid.uuid4().hex}.{EXTENSIONS[fmt]}", ContentFile(stored))
+    written = [name]
     try:
+        if decoded is not None and decoded.width * decoded.height * 3 < len(stored):
+            # The check's decode, kept for the worker when reading it back is cheaper than decoding the photo again.
+            out = io.BytesIO()
+            decoded.save(out, format="PPM")
+            written.append(default_storage.save(_decoded_copy_name(name), ContentFile(out.getvalue())))
         with transaction.atomic():
             image = LesionImage.objects.create(
                 case=case,
@@ -156,9 +162,35 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
                 action=AuditEntry.Action.UPLOAD, user=uploaded_by, obj=image, detail={"analysis_id": analysis.pk}
             )
     except BaseException:
-        default_storage.delete(name)
+        for written_name in written:
+            default_storage.delete(written_name)
         raise
     return image
+
+
+def _decoded_copy_name(photo_name: str | None) -> str:
+    """Where the upload leaves its photo decoded at reduced scale (raw RGB) for the worker, which deletes it."""
+    return f"{photo_name}.decoded.ppm"
+
+
+def _decoded_copy_open(photo_name: str | None, data: bytes, *, target_short_side: int) -> Image.Image | None:
+    """The upload's decoded copy if it is ``open_image(data, target_short_side=...)`` (the same scale), else None."""
+    try:
+        with default_storage.open(_decoded_copy_name(photo_name), "rb") as handle:
+            copy = Image.open(io.BytesIO(handle.read()))
+            copy.load()
+    except FileNotFoundError:
+        return None
+    except (OSError, SyntaxError, ValueError):
+        logger.warning("the decoded copy of %s is unreadable; decoding the photo instead", photo_name)
+        return None
+    if (
+        copy.format != "PPM"
+        or copy.mode != "RGB"
+        or copy.size != decoded_size(data, target_short_side=target_short_side)
+    ):
+        return None  # decoded at another scale than this model's (or not by the upload): decode again
+    return copy
 
 
 # --- analyses ---
@@ -216,7 +248,10 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
         # One decode serves the model and the overlay: open_image at the model's resize target is exactly what
         # predict() does with bytes, so the input is the same; the overlay is drawn from it too.
         start = time.perf_counter()
-        photo = open_image(data, target_short_side=predictor.checkpoint.preprocessing.resize)
+        resize = predictor.checkpoint.preprocessing.resize
+        photo = _decoded_copy_open(analysis.image.file.name, data, target_short_side=resize) or open_image(
+            data, target_short_side=resize
+        )
         decode_ms = (time.perf_counter() - start) * 1000
         prediction = predictor.predict(photo, heatmap=True)
         overlay = heatmap = b""
@@ -289,6 +324,8 @@ def _analysis_finish(analysis: Analysis, *, update_fields: list[str] | None = No
             detail=detail,
             actor_label="worker",
         )
+    # The upload's decoded copy has served its purpose; an analysis sent again decodes the photo itself.
+    default_storage.delete(_decoded_copy_name(analysis.image.file.name))
 
 
 def _case_analysed(*, image_id: int) -> None:

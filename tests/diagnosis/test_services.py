@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
+from PIL import Image
 
 from diagnosis import services
 from diagnosis.models import Analysis, Case, LesionImage, ModelVersion
 from ml.imaging import CorruptImageError
 from tests.diagnosis.helpers import case_for, image_for
 from tests.model_weights import build_random_checkpoint
-from tests.photos import jpeg_bytes
+from tests.photos import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +88,64 @@ def test_analysis_run_gives_the_model_the_same_input_as_the_bare_pipeline(nurse,
     with image.file.open("rb") as handle:
         bare = predictor.predict(handle.read())
     assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
+
+
+def test_the_worker_reuses_the_upload_s_decode_of_a_large_jpeg_and_then_deletes_it(
+    nurse, predictor, private_storage, monkeypatch
+) -> None:
+    image = image_for(case_for(nurse), data=jpeg_bytes(1600, 1200))
+    copy = private_storage / f"{image.file.name}.decoded.ppm"
+    assert copy.is_file()  # 400 x 300 raw pixels: less to read than the 518 kB JPEG is to decode
+    with image.file.open("rb") as handle:
+        bare = predictor.predict(handle.read())
+
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the photo was decoded again")
+
+    monkeypatch.setattr(services, "open_image", no_decode)
+    analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
+
+    assert analysis is not None
+    assert analysis.status == Analysis.Status.DONE
+    assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
+    assert not copy.exists()
+
+
+def test_a_small_photo_or_a_png_leaves_no_decoded_copy(nurse, private_storage) -> None:
+    case = case_for(nurse)
+    image_for(case, data=jpeg_bytes(640, 480))  # its raw pixels would be larger than the JPEG
+    image_for(case, data=png_bytes(640, 480))
+    assert not [path for path in files_under(private_storage) if path.name.endswith(".ppm")]
+
+
+def test_the_worker_decodes_the_photo_when_the_decoded_copy_is_at_another_scale(
+    nurse, predictor, private_storage
+) -> None:
+    image = image_for(case_for(nurse), data=jpeg_bytes(1600, 1200))
+    copy = private_storage / f"{image.file.name}.decoded.ppm"
+    Image.new("RGB", (800, 600), (255, 0, 0)).save(copy, format="PPM")  # as a model reading 448 px would want
+    with image.file.open("rb") as handle:
+        bare = predictor.predict(handle.read())
+
+    analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
+
+    assert analysis is not None
+    assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
+    assert not copy.exists()
+
+
+def test_a_failed_analysis_deletes_the_decoded_copy_too(nurse, predictor, private_storage) -> None:
+    image = image_for(case_for(nurse), data=jpeg_bytes(1600, 1200))
+    copy = private_storage / f"{image.file.name}.decoded.ppm"
+    copy.write_bytes(b"P6 damaged")
+    (private_storage / image.file.name).write_bytes(b"\xff\xd8\xff\xe0 garbage")
+
+    analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
+
+    assert analysis is not None
+    assert analysis.status == Analysis.Status.FAILED
+    assert "damaged or incomplete" in analysis.error_message
+    assert not copy.exists()
 
 
 def test_analysis_run_does_nothing_for_an_analysis_that_is_not_queued(nurse, predictor) -> None:

@@ -17,9 +17,11 @@ from ml.imaging import (
     UnsupportedFormatError,
     centre_crop,
     centre_crop_box,
+    decoded_size,
     image_format,
     open_image,
     strip_metadata,
+    strip_metadata_and_decode,
 )
 from tests.ml.factories import encode, photo
 
@@ -332,6 +334,43 @@ def test_strip_metadata_rejects_a_damaged_png(damage) -> None:
         del original[len(original) // 2 :]
     with pytest.raises(CorruptImageError):
         strip_metadata(bytes(original))
+
+
+def test_strip_metadata_and_decode_hands_on_the_check_s_decode_of_a_jpeg_stored_as_it_is() -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 0.0)  # GPS latitude
+    original = encode(photo(1600, 1200), "JPEG", exif=exif.tobytes(), quality=90)
+
+    stored, decoded = strip_metadata_and_decode(original, target_short_side=224)
+
+    assert stored == strip_metadata(original)
+    assert decoded is not None
+    expected = open_image(stored, target_short_side=224)
+    assert decoded.size == expected.size == decoded_size(stored, target_short_side=224) == (400, 300)
+    assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+
+
+@pytest.mark.parametrize("kind", ["turned JPEG", "JPEG with a profile", "PNG"])
+def test_strip_metadata_and_decode_hands_on_nothing_when_the_stored_copy_is_not_what_was_decoded(kind) -> None:
+    if kind == "turned JPEG":
+        original = with_orientation(photo(64, 48), "JPEG", 6)
+    elif kind == "JPEG with a profile":
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        original = encode(photo(64, 48), "JPEG", icc_profile=srgb)
+    else:
+        original = encode(photo(64, 48), "PNG")
+    stored, decoded = strip_metadata_and_decode(original)
+    assert stored == strip_metadata(original)
+    assert decoded is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("size", [(1200, 900), (500, 950), (200, 150)])
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("target", [None, 224, 256])
+def test_decoded_size_is_the_size_open_image_gives(fmt, size, orientation, target) -> None:
+    data = with_orientation(photo(*size), fmt, orientation)
+    assert decoded_size(data, target_short_side=target) == open_image(data, target_short_side=target).size
 
 
 def test_strip_metadata_rejects_what_open_image_rejects() -> None:
