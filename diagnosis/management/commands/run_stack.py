@@ -42,6 +42,8 @@ class Command(BaseCommand):
             "--threads", "4",
             "--timeout", "120",
             "--access-logfile", "-",
+            # The path only: a query string or referrer can carry a patient identifier (as in the Dockerfile).
+            "--access-logformat", '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms',
         ]  # fmt: skip
         # Prefork (not solo) so the task time limits are enforced; -B runs the periodic stale sweep in the worker.
         worker = [
