@@ -136,3 +136,11 @@ def test_viewing_the_log_is_recorded_with_its_filters(nurse, auditor) -> None:
         "filters": {"action": "case_view", "case": str(case.pk), "patient": str(case.patient_id)},
     }
     assert view.source_ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("role", "shown"), [("nurse", False), ("clinician", False), ("auditor", True), ("admin_user", True)]
+)
+def test_the_top_bar_links_to_the_audit_log_for_auditors_and_admins_only(role, shown, request) -> None:
+    body = client_for(request.getfixturevalue(role)).get("/cases/").content.decode()
+    assert ('<a class="nav" href="/audit/">Audit</a>' in body) is shown
