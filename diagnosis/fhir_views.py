@@ -80,6 +80,8 @@ def fhir_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 def _text(data: Any) -> str:
     if isinstance(data, dict) and "detail" in data:
         return str(data["detail"])
+    if isinstance(data, list):
+        return " ".join(map(str, data))
     return str(data)
 
 

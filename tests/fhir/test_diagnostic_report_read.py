@@ -245,3 +245,15 @@ def test_errors_are_operation_outcomes_with_the_right_status(nurse) -> None:
         assert issue["diagnostics"]
         if status == 401:
             assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_the_rate_limit_answers_429_as_an_operation_outcome(nurse, settings) -> None:
+    settings.MPOX_API_RATE = "2/min"
+    analysis = finished_analysis(image_for(case_for(nurse, PATIENT)))
+    reader = system_with("read")
+    for _ in range(2):
+        read(reader, analysis.pk)
+    response = reader.get(f"/fhir/DiagnosticReport/{analysis.pk}")
+    [issue] = fhir_json(response, 429)["issue"]
+    assert issue["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
