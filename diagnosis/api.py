@@ -280,6 +280,7 @@ def analysis_get(pk: int) -> Analysis:
 class AnalysisDetail(ApiView):
     @extend_schema(operation_id="analysis_get", responses={200: AnalysisOutput, **problems(404)})
     def get(self, request: Request, pk: int) -> Response:
+        """One analysis: its status, and once done the probabilities, label, heatmap link and latest review."""
         self.audit_object = analysis = analysis_get(pk)
         return Response(analysis_json(analysis, request))
 
@@ -293,6 +294,7 @@ class AnalysisHeatmap(ApiView):
         },
     )
     def get(self, request: Request, pk: int) -> FileResponse:
+        """The Grad-CAM heatmap over the photo, as PNG; 404 until the analysis is done."""
         self.audit_object = analysis = analysis_get(pk)
         return views._private_file(analysis.heatmap_overlay, "image/png")
 
@@ -330,18 +332,9 @@ class AnalysisCursor(CursorPagination):
     page_size = 50
 
 
-class AnalysisCollection(ApiView):
-    """`GET` lists (scope read), `POST` submits a photo (scope submit)."""
-
+class AnalysisSubmit(ApiView):
+    required_scope = "submit"
     parser_classes = (MultiPartParser,)
-
-    @property
-    def query_names(self) -> frozenset[str]:  # type: ignore[override]
-        return frozenset({"patient", "status", "label", "date", "cursor"} if self.request.method == "GET" else ())
-
-    def check_permissions(self, request: Request) -> None:
-        self.required_scope = "submit" if request.method == "POST" else "read"
-        super().check_permissions(request)
 
     @extend_schema(
         operation_id="analysis_submit",
@@ -354,6 +347,8 @@ class AnalysisCollection(ApiView):
         responses={202: AnalysisAccepted, **problems(400, 413, 415, 422)},
     )
     def post(self, request: Request) -> Response:
+        """Send a photo for analysis: 202 with the analysis to poll. An `Idempotency-Key` makes a retry answer the
+        same analysis."""
         client = client_of(request)
         key = request.headers.get("Idempotency-Key", "").strip()[:200]
         if key:
@@ -395,6 +390,10 @@ class AnalysisCollection(ApiView):
         body = AnalysisAccepted({"id": analysis.pk, "status": analysis.status, "url": url}).data
         return Response(body, status=http.HTTP_202_ACCEPTED)
 
+
+class AnalysisList(ApiView):
+    query_names = frozenset({"patient", "status", "label", "date", "cursor"})
+
     @extend_schema(
         operation_id="analysis_list",
         parameters=[
@@ -433,6 +432,18 @@ def _day(value: str) -> date | None:
         return parse_date(value) if len(value) == 10 else None
     except ValueError:  # well formed but not a real day, e.g. 2026-02-30
         return None
+
+
+class AnalysisCollection(AnalysisSubmit, AnalysisList):
+    """One URL, two operations: `GET` lists (scope read), `POST` submits a photo (scope submit)."""
+
+    def check_permissions(self, request: Request) -> None:
+        self.required_scope = "submit" if request.method == "POST" else "read"
+        super().check_permissions(request)
+
+    @property
+    def query_names(self) -> frozenset[str]:  # type: ignore[override]
+        return AnalysisList.query_names if self.request.method == "GET" else frozenset()
 
 
 # --- lab results ---
@@ -586,7 +597,8 @@ class Stats(ApiView):
         responses={200: StatsOutput, **problems(400)},
     )
     def get(self, request: Request) -> Response:
-        """The model's graded statistics against the ground truth (see ``diagnosis.stats.graded_stats``)."""
+        """The model's graded statistics, per photo, against each case's ground truth (a conclusive PCR, else the
+        clinicians' latest review); photos without one are left out (see ``diagnosis.stats.graded_stats``)."""
         try:
             filters = stats.stats_filters_parse(request.query_params)
         except DjangoValidationError as exc:
