@@ -95,6 +95,7 @@ def test_dates_are_whole_days_with_both_ends_included(nurse, auditor) -> None:
         ("case=abc", "Enter a whole number."),
         ("date_from=2026-03-02&date_to=2026-03-01", "The end date is before the start date."),
         ("patient=987654", "That patient does not exist"),
+        ("patient=abc", "Patient: Enter a whole number."),
     ],
 )
 def test_bad_filters_answer_400_with_the_error_on_the_page(auditor, query, error) -> None:
