@@ -134,7 +134,10 @@ def body_site(image: LesionImage) -> dict[str, Any]:
 
 
 def _subject(analysis: Analysis) -> dict[str, Any]:
-    return {"type": "Patient", "identifier": {"value": analysis.image.case.patient.hospital_identifier}}
+    identifier = {"value": analysis.image.case.patient.hospital_identifier}
+    if settings.MPOX_FHIR_PATIENT_SYSTEM:
+        identifier = {"system": settings.MPOX_FHIR_PATIENT_SYSTEM, **identifier}
+    return {"type": "Patient", "identifier": identifier}
 
 
 def _person(user: Any) -> str:

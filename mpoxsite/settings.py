@@ -276,6 +276,10 @@ CELERY_BEAT_SCHEDULE = {
 MPOX_PUBLIC_URL = env("MPOX_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 if not MPOX_PUBLIC_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"MPOX_PUBLIC_URL must start with http:// or https://, got {MPOX_PUBLIC_URL!r}")
+# The hospital's identifier system for its patient numbers (a URI), named in FHIR reports next to the number.
+MPOX_FHIR_PATIENT_SYSTEM = env("MPOX_FHIR_PATIENT_SYSTEM", "")
+if MPOX_FHIR_PATIENT_SYSTEM and not MPOX_FHIR_PATIENT_SYSTEM.startswith(("http://", "https://", "urn:")):
+    raise ImproperlyConfigured("MPOX_FHIR_PATIENT_SYSTEM must be a URI (http://, https:// or urn:)")
 # Completion webhooks: each try waits this long for an answer; failed tries are repeated after
 # BACKOFF, 2 x BACKOFF, 4 x BACKOFF ... seconds (at most an hour apart), MAX_ATTEMPTS tries in all.
 MPOX_WEBHOOK_TIMEOUT_SECONDS = envfloat("MPOX_WEBHOOK_TIMEOUT_SECONDS", "5")

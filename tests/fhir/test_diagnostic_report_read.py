@@ -198,6 +198,17 @@ def test_a_failed_analysis_is_a_cancelled_report_that_says_why(nurse) -> None:
     assert [m["resourceType"] for m in report["contained"]] == ["Media"]  # the photo, no model, no heatmap
 
 
+def test_the_patient_identifier_names_the_hospitals_system_when_configured(nurse, settings) -> None:
+    settings.MPOX_FHIR_PATIENT_SYSTEM = "urn:oid:1.2.276.0.76.4.8"
+    analysis = finished_analysis(image_for(case_for(nurse, PATIENT)))
+    report = read(system_with("read"), analysis.pk)
+    expected = {"type": "Patient", "identifier": {"system": "urn:oid:1.2.276.0.76.4.8", "value": PATIENT}}
+    assert report["subject"] == expected
+    assert {resource["subject"]["identifier"]["system"] for resource in contained(report, "Observation")} == {
+        "urn:oid:1.2.276.0.76.4.8"
+    }
+
+
 def test_an_inconclusive_result_says_a_clinician_must_decide(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse, PATIENT)), inconclusive=True)
     report = read(system_with("read"), analysis.pk)

@@ -69,6 +69,7 @@ def test_production_with_a_secret_key_and_services(tmp_path: Path) -> None:
         ("MPOX_PUBLIC_URL", "triage.example.org", "MPOX_PUBLIC_URL must start with http:// or https://"),
         ("MPOX_WEBHOOK_TIMEOUT_SECONDS", "60", "MPOX_WEBHOOK_TIMEOUT_SECONDS must be above 0 and below"),
         ("MPOX_WEBHOOK_MAX_ATTEMPTS", "0", "MPOX_WEBHOOK_MAX_ATTEMPTS and MPOX_WEBHOOK_BACKOFF_SECONDS must be"),
+        ("MPOX_FHIR_PATIENT_SYSTEM", "MRN", "MPOX_FHIR_PATIENT_SYSTEM must be a URI"),
     ],
 )
 def test_a_malformed_value_fails_loudly(tmp_path: Path, name: str, value: str, message: str) -> None:
