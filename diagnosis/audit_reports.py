@@ -30,6 +30,8 @@ PATIENT_ACCESS_ACTIONS = (
     AuditEntry.Action.HEATMAP_VIEW,
     AuditEntry.Action.PHOTO_REVEAL,
 )
+# Dates a filter may name: wide enough for any log, narrow enough that a day's bounds are valid times in any zone.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 CSV_HEADER = (
     "seq",
     "time_utc",
@@ -76,6 +78,9 @@ class AuditFilterForm(forms.Form):
             if data["patient"] is None:
                 self.add_error(None, "That patient does not exist; clear the patient filter.")
         start, end = data.get("date_from"), data.get("date_to")
+        for name, day in (("date_from", start), ("date_to", end)):
+            if day and not FIRST_DAY <= day <= LAST_DAY:
+                self.add_error(name, f"Enter a date between {FIRST_DAY.year} and {LAST_DAY.year}.")
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
         return data

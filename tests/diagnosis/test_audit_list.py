@@ -96,6 +96,8 @@ def test_dates_are_whole_days_with_both_ends_included(nurse, auditor) -> None:
         ("date_from=2026-03-02&date_to=2026-03-01", "The end date is before the start date."),
         ("patient=987654", "That patient does not exist"),
         ("patient=abc", "Patient: Enter a whole number."),
+        ("date_to=9999-12-31", "Enter a date between 1900 and 9998."),
+        ("date_from=0001-01-01", "Enter a date between 1900 and 9998."),
     ],
 )
 def test_bad_filters_answer_400_with_the_error_on_the_page(auditor, query, error) -> None:
