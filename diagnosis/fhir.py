@@ -47,6 +47,14 @@ BODY_SITES: dict[str, tuple[str, str] | None] = {
     LesionImage.BodyPart.CLOSE_RANGE: None,
 }
 
+# A clinician's confirmed label as a SNOMED CT disorder, for the report's conclusionCode; the other labels (normal
+# skin, another skin condition, an unusable photo) are carried as text only.
+REVIEW_DISORDERS = {
+    Review.Label.MPOX: ("359814004", "Mpox (disorder)"),
+    Review.Label.CHICKENPOX: ("38907003", "Varicella (disorder)"),
+    Review.Label.MEASLES: ("14189004", "Measles (disorder)"),
+}
+
 # The report statuses, in the order a search may ask for them.
 REPORT_STATUSES = ("registered", "preliminary", "final", "amended", "cancelled")
 
@@ -283,6 +291,14 @@ def _provenances(analysis: Analysis, reviews: Reviews) -> list[dict[str, Any]]:
     return provenances
 
 
+def _review_code(review: Review) -> dict[str, Any]:
+    concept: dict[str, Any] = {"text": review.get_label_display()}
+    if review.label in REVIEW_DISORDERS:
+        code, display = REVIEW_DISORDERS[review.label]
+        concept["coding"] = [{"system": SNOMED, "code": code, "display": display}]
+    return concept
+
+
 def conclusion(analysis: Analysis, reviews: Reviews) -> str:
     """The report's sentence: decision-support wording for the model, the clinicians' word once they gave it."""
     if analysis.status in (Analysis.Status.QUEUED, Analysis.Status.RUNNING):
@@ -338,6 +354,7 @@ def diagnostic_report(analysis: Analysis, *, site: str) -> dict[str, Any]:
     interpreters = {_person(review.reviewer) for review in reviews.current}
     if interpreters:
         report["resultsInterpreter"] = [{"display": name} for name in sorted(interpreters)]
+        report["conclusionCode"] = [_review_code(review) for review in reviews.current]
     contained: list[dict[str, Any]] = []
     if analysis.status == Analysis.Status.DONE:
         observations = _observations(analysis, status=status)

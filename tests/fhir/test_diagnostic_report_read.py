@@ -68,6 +68,7 @@ def test_the_report_goes_from_preliminary_to_final_to_amended(predictor, clinici
     assert report["conclusion"].endswith("Not yet reviewed by a clinician.")
     assert report["encounter"] == {"type": "Encounter", "identifier": {"value": "V-88"}}
     assert "resultsInterpreter" not in report
+    assert "conclusionCode" not in report  # the model's guess is not a conclusion
 
     observations = contained(report, "Observation")
     assert [o["code"]["coding"][0]["code"] for o in observations] == ["chickenpox", "measles", "monkeypox", "normal"]
@@ -119,6 +120,12 @@ def test_the_report_goes_from_preliminary_to_final_to_amended(predictor, clinici
     assert {o["status"] for o in contained(report, "Observation")} == {"final"}
     assert report["conclusion"].endswith("Clinician's review: Mpox (sure); next step: isolate and test.")
     assert report["resultsInterpreter"] == [{"display": "clinician"}]
+    assert report["conclusionCode"] == [
+        {
+            "text": "Mpox",
+            "coding": [{"system": "http://snomed.info/sct", "code": "359814004", "display": "Mpox (disorder)"}],
+        }
+    ]
     by_clinician = [p for p in contained(report, "Provenance") if p["id"] == f"review-{review.pk}"]
     assert by_clinician[0]["agent"][0]["type"]["coding"][0]["code"] == "verifier"
     assert by_clinician[0]["agent"][0]["who"] == {"display": "clinician"}
@@ -137,6 +144,7 @@ def test_the_report_goes_from_preliminary_to_final_to_amended(predictor, clinici
     assert report["status"] == "amended"
     assert {o["status"] for o in contained(report, "Observation")} == {"amended"}
     assert report["conclusion"].endswith("Clinician's review: Chickenpox (probable); next step: discharge (amended).")
+    assert [code["coding"][0]["code"] for code in report["conclusionCode"]] == ["38907003"]  # varicella
     provenances = {p["id"]: p for p in contained(report, "Provenance")}
     assert set(provenances) == {"by-model", f"review-{review.pk}", f"review-{amendment.pk}"}
     assert provenances[f"review-{amendment.pk}"]["activity"]["coding"][0]["code"] == "UPDATE"
@@ -268,3 +276,22 @@ def test_the_rate_limit_answers_429_as_an_operation_outcome(nurse, settings) -> 
     [issue] = fhir_json(response, 429)["issue"]
     assert issue["code"] == "throttled"
     assert int(response["Retry-After"]) > 0
+
+
+def test_a_label_without_a_disorder_code_concludes_in_text(nurse, clinician) -> None:
+    case = case_for(nurse, PATIENT)
+    analysis = finished_analysis(image_for(case))
+    case.refresh_from_db()
+    services.review_record(
+        case=case,
+        reviewer=clinician,
+        expected_version=case.version,
+        label="other",
+        confidence="probable",
+        disposition="refer_dermatology",
+    )
+    report = read(system_with("read"), analysis.pk)
+    assert report["conclusionCode"] == [{"text": "Other skin condition"}]
+    assert report["conclusion"].endswith(
+        "Clinician's review: Other skin condition (probable); next step: refer to dermatology."
+    )
