@@ -49,7 +49,7 @@ BODY_SITES: dict[str, tuple[str, str] | None] = {
 
 # A clinician's confirmed label as a SNOMED CT disorder, for the report's conclusionCode; the other labels (normal
 # skin, another skin condition, an unusable photo) are carried as text only.
-REVIEW_DISORDERS = {
+REVIEW_DISORDERS: dict[str, tuple[str, str]] = {
     Review.Label.MPOX: ("359814004", "Mpox (disorder)"),
     Review.Label.CHICKENPOX: ("38907003", "Varicella (disorder)"),
     Review.Label.MEASLES: ("14189004", "Measles (disorder)"),
