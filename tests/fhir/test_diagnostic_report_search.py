@@ -5,6 +5,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from diagnosis import services
@@ -157,3 +159,30 @@ def test_searching_needs_the_read_scope() -> None:
     assert search(system_with("submit"), "", 403)["issue"][0]["code"] == "forbidden"
     response = post_search(system_with("stats"), "/fhir/DiagnosticReport/_search", {"patient": ALICE})
     assert fhir_json(response, 403)["issue"][0]["code"] == "forbidden"
+
+
+def test_a_page_costs_the_same_queries_however_many_reports_it_holds(nurse, clinician) -> None:
+    def queries_for_a_search() -> int:
+        reader = system_with("read")
+        with CaptureQueriesContext(connection) as captured:
+            search(reader, "?_count=100")
+        return len(captured)
+
+    def add_reviewed_case(identifier: str) -> None:
+        case = case_for(nurse, identifier)
+        finished_analysis(image_for(case))
+        case.refresh_from_db()
+        services.review_record(
+            case=case,
+            reviewer=clinician,
+            expected_version=case.version,
+            label="mpox",
+            confidence="sure",
+            disposition="isolate_and_test",
+        )
+
+    add_reviewed_case("MRN-1")
+    few = queries_for_a_search()
+    for number in range(2, 7):
+        add_reviewed_case(f"MRN-{number}")
+    assert queries_for_a_search() == few
