@@ -84,9 +84,10 @@ def test_the_chain_the_site_wrote_is_intact(chain_db: dict[str, str], db: psycop
         ("UPDATE diagnosis_auditentry SET actor_label = 'someone-else' WHERE seq = 4", "UPDATE"),
         ("DELETE FROM diagnosis_auditentry WHERE seq = 4", "DELETE"),
         ("DELETE FROM diagnosis_auditentry", "DELETE"),
+        ("TRUNCATE diagnosis_auditentry", "TRUNCATE"),
     ],
 )
-def test_the_trigger_refuses_updates_and_deletes_even_to_a_superuser(
+def test_the_triggers_refuse_updates_deletes_and_truncation_even_to_a_superuser(
     chain_db: dict[str, str], db: psycopg.Connection, statement: str, refused: str
 ) -> None:
     before = entries(db)
