@@ -14,7 +14,13 @@ measurement does not load the web server the way a flood of status requests woul
 over HTTP once at the end.
 
 The bare pipeline is ``ml.inference.Predictor.predict`` (decode + model + heatmap) on the same bytes, in this
-process. Photos are generated: 12 MP JPEGs (4000 x 3000, with EXIF GPS) and small PNGs (640 x 480), alternating.
+process; the target compares the stack with it. It is also timed with the two PNGs a worker must store on top
+(``ml.cam.overlay_png`` and ``heatmap_png``), which is the same work as a worker's without the site around it.
+Photos are generated: 12 MP JPEGs (4000 x 3000, with EXIF GPS) and small PNGs (640 x 480), alternating.
+
+On Linux the report also gives the CPU time each part of the stack spent per photo during the throughput run
+(read from /proc, so it holds when other programs load the machine): with W worker cores the stack cannot pass
+W * 1000 / (its CPU ms per photo) photos per second, whatever the scheduling.
 """
 
 from __future__ import annotations
@@ -104,6 +110,50 @@ def wait_all(finished: Callable[[Iterable[int]], set[int]], image_ids: list[int]
         time.sleep(0.005)
 
 
+def process_tree_cpu_ms(root: int) -> dict[int, tuple[str, float]]:
+    """CPU time (user + system, ms) of ``root`` and its descendants, with each one's part of the stack (Linux only).
+
+    The parts: the web server's workers, the Celery pool processes that run analyses, and the Celery main process
+    (broker consumer and beat); run_stack and gunicorn's master do nothing per photo.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, float, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone in the meantime
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) * 1000 / tick, command)
+    tree = {root}
+    for _ in range(4):  # run_stack -> gunicorn / celery -> their workers
+        tree |= {pid for pid, (parent, _, _) in table.items() if parent in tree}
+    parts = {}
+    for pid in tree & table.keys():
+        parent, cpu_ms, command = table[pid]
+        parent_command = table.get(parent, (0, 0.0, ""))[2]
+        if "gunicorn" in command:
+            part = "web (gunicorn workers)" if "gunicorn" in parent_command else "web (gunicorn master)"
+        elif "celery" in command:
+            part = "worker (analyses)" if "celery" in parent_command else "worker (broker consumer, beat)"
+        else:
+            part = "run_stack"
+        parts[pid] = (part, cpu_ms)
+    return parts
+
+
+def cpu_per_photo(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], photos: int
+) -> dict[str, float]:
+    spent: dict[str, float] = {}
+    for pid, (part, cpu_ms) in after.items():
+        spent[part] = spent.get(part, 0.0) + cpu_ms - before.get(pid, (part, 0.0))[1]
+    return {part: round(ms / photos, 1) for part, ms in sorted(spent.items()) if ms > 0}
+
+
 def bench_stack(stack: Stack, photos: list[tuple[str, str, bytes]], uploaders: int) -> dict[str, object]:
     session = stack.session("nurse")
     finished = finished_reader(stack)
@@ -128,11 +178,19 @@ def bench_stack(stack: Stack, photos: list[tuple[str, str, bytes]], uploaders: i
         index, (_, name, data) = item
         return sessions[index % uploaders].upload(case_ids[index % uploaders], data, filename=name)
 
+    linux = Path("/proc/self/stat").exists()
+    cpu_before = process_tree_cpu_ms(stack.process.pid) if linux else {}
+    client_before = time.process_time()
     start = time.perf_counter()
     with ThreadPoolExecutor(uploaders) as pool:
         image_ids = list(pool.map(submit, enumerate(photos)))
     wait_all(finished, image_ids)
     elapsed = time.perf_counter() - start
+    client_ms = (time.process_time() - client_before) * 1000
+    cpu = cpu_per_photo(cpu_before, process_tree_cpu_ms(stack.process.pid), len(photos)) if linux else {}
+    if cpu:
+        cpu["this benchmark (uploaders, result polling)"] = round(client_ms / len(photos), 1)
+        cpu["total"] = round(sum(cpu.values()), 1)
 
     card = session.wait_for_result(image_ids[-1])  # the result as the nurse's page shows it
     if "Most likely:" not in card.body:
@@ -143,11 +201,14 @@ def bench_stack(stack: Stack, photos: list[tuple[str, str, bytes]], uploaders: i
         # The part of the latency spent in the upload request (validation, metadata stripping, storing, page).
         "upload_request": {kind: summary(values) for kind, values in upload.items()},
         "throughput_per_s": round(len(photos) / elapsed, 2),
+        # Empty where /proc is missing (not Linux).
+        "throughput_cpu_ms_per_photo": cpu,
     }
 
 
 def bench_bare(weights: Path, photos: list[tuple[str, str, bytes]], backend: str) -> dict[str, object]:
-    from ml.inference import Predictor
+    from ml.imaging import open_image
+    from ml.inference import Predictor, heatmap_png, overlay_png
 
     predictor = Predictor.load(weights, backend=backend)  # type: ignore[arg-type]
     predictor.predict(photos[-1][2])  # warm-up, as for the stack
@@ -158,11 +219,24 @@ def bench_bare(weights: Path, photos: list[tuple[str, str, bytes]], backend: str
         predictor.predict(data, heatmap=True)
         latency.setdefault(kind, []).append((time.perf_counter() - one) * 1000)
     elapsed = time.perf_counter() - start
+
+    # What a worker computes for a photo, as diagnosis.services.analysis_run does it: one decode for the model and
+    # the overlay, then the two PNGs it stores.
+    preprocessing = predictor.checkpoint.preprocessing
+    start = time.perf_counter()
+    for _, _, data in photos:
+        photo = open_image(data, target_short_side=preprocessing.resize)
+        heatmap = predictor.predict(photo, heatmap=True).heatmap
+        assert heatmap is not None
+        overlay_png(photo, heatmap, preprocessing=preprocessing)
+        heatmap_png(heatmap)
+    with_pngs = time.perf_counter() - start
     return {
         "backend": predictor.backend,
         "latency": {kind: summary(values) for kind, values in latency.items()},
         "latency_all": summary([v for values in latency.values() for v in values]),
         "throughput_per_s": round(len(photos) / elapsed, 2),
+        "with_heatmap_pngs_throughput_per_s": round(len(photos) / with_pngs, 2),
     }
 
 
@@ -194,6 +268,7 @@ def main() -> None:
     bare_p50 = bare["latency_all"]["p50_ms"]  # type: ignore[index]
     png_p50 = measured["latency"].get("png_small", {}).get("p50_ms")  # type: ignore[attr-defined]
     throughput_ratio = measured["throughput_per_s"] / bare["throughput_per_s"]  # type: ignore[operator]
+    with_pngs_ratio = measured["throughput_per_s"] / bare["with_heatmap_pngs_throughput_per_s"]  # type: ignore[operator]
     report = {
         "photos": args.photos,
         "cpu_cores": os.cpu_count(),
@@ -206,6 +281,7 @@ def main() -> None:
         "bare_pipeline": bare,
         "ratios": {
             "throughput_stack_over_bare": round(throughput_ratio, 3),
+            "throughput_stack_over_bare_with_heatmap_pngs": round(with_pngs_ratio, 3),
             "p50_stack_over_bare": round(stack_p50 / bare_p50, 2) if bare_p50 else None,
         },
         "targets": {

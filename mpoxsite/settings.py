@@ -224,6 +224,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.05,
     }
+    # kombu's filesystem transport with messages written whole (see mpoxsite/broker.py).
+    CELERY_BROKER_TRANSPORT = "mpoxsite.broker:Transport"
 else:
     # Redis: a message whose worker died unacknowledged comes back after this; the database sweep is faster.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", "3600")}
