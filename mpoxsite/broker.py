@@ -2,7 +2,7 @@
 
 kombu's own ``_put`` creates the message file in the queue folder and only then writes it; a worker polling in
 between moves the empty file away, fails to parse it, and stops (Celery calls it an unrecoverable error), and the
-message is lost. Under a burst of uploads that happened in about one benchmark run in three. Here the message is
+message is lost. Under a burst of uploads that happened in 3 of about 10 benchmark runs. Here the message is
 written under a name the consumers skip and renamed into the queue, which is atomic on one filesystem.
 """
 
