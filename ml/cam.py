@@ -14,7 +14,6 @@ heatmap from the feature map it already returns. The normalisation and upsamplin
 from __future__ import annotations
 
 import io
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,10 +86,16 @@ def overlay_png(
     crop = photo.resize((side, side), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
     colours = _jet(cv2.resize(_as_heatmap(heatmap), (side, side), interpolation=cv2.INTER_LINEAR))
     blended = (1.0 - alpha) * np.asarray(crop, dtype=np.float32) + alpha * colours.astype(np.float32)
-    # Photo pixels leave deflate's string matching almost nothing to find after PNG's row filters: Huffman coding
-    # alone gives a file as small as level 3 (within 2%) in half the time (12 ms instead of 22 at 480 x 480).
-    overlay = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
-    return _png(overlay, compress_type=zlib.Z_HUFFMAN_ONLY)
+    bgr = np.ascontiguousarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)[..., ::-1])
+    # Photo pixels leave deflate's string matching almost nothing to find after PNG's row filters, and trying all
+    # five filters on every row (Pillow's way) buys little: one filter and Huffman coding alone, through libpng,
+    # give a file 5% smaller than Pillow's at level 3 in a fifth of the time (4 ms instead of 22 at 480 x 480).
+    params = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_AVG]
+    params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    ok, encoded = cv2.imencode(".png", bgr, params)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the overlay as PNG")
+    return encoded.tobytes()
 
 
 def heatmap_png(heatmap: np.ndarray) -> bytes:
@@ -122,7 +127,7 @@ def _jet(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def _png(image: Image.Image, *, compress_type: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=3, compress_type=compress_type)
+    image.save(out, format="PNG", compress_level=3)
     return out.getvalue()
