@@ -21,6 +21,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Command(BaseCommand):
     help = (
         "Run the site on 127.0.0.1 (gunicorn) and one Celery worker with the stale-analysis sweep (beat), "
@@ -31,10 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--web-workers", type=int, default=2)
-        parser.add_argument("--concurrency", type=int, default=1, help="worker processes")
+        parser.add_argument(
+            "--concurrency", type=int, default=None, help="worker processes (default: one per available core)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
+        concurrency = options["concurrency"] or _available_cores()
         web = [
             python, "-m", "gunicorn", "mpoxsite.wsgi",
             "--bind", f"{options['host']}:{options['port']}",
@@ -49,16 +59,23 @@ class Command(BaseCommand):
         worker = [
             python, "-m", "celery", "-A", "mpoxsite", "worker",
             "--pool", "prefork",
-            "--concurrency", str(options["concurrency"]),
+            "--concurrency", str(concurrency),
             "--loglevel", "INFO",
             "--beat",
             "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        worker_env = dict(env)
+        if concurrency > 1 and os.environ.get("MPOX_INFERENCE_THREADS", "0").strip() in ("", "0"):
+            # One model thread per process, as in compose: every process running the model on every core would
+            # have them compete for the cores (and ONNX Runtime's idle threads spin).
+            worker_env["MPOX_INFERENCE_THREADS"] = "1"
         children = [
-            subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-            for cmd in (web, worker)
+            subprocess.Popen(
+                cmd, cwd=settings.BASE_DIR, env=cmd_env, start_new_session=True, preexec_fn=_die_with_parent
+            )
+            for cmd, cmd_env in ((web, env), (worker, worker_env))
         ]
         self.stdout.write(f"Mpox Triage on http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
 
