@@ -26,6 +26,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, stack_weights: Path) -> Iter
             "CELERY_TASK_TIME_LIMIT": "7",
             "MPOX_ANALYSIS_STALE_SECONDS": "8",
             "MPOX_REQUEUE_INTERVAL_SECONDS": "1",
+            # A webhook's request must give up within the task's soft limit (settings refuse otherwise).
+            "MPOX_WEBHOOK_TIMEOUT_SECONDS": "2",
         },
     ) as stack:
         yield stack
