@@ -340,8 +340,12 @@ def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any
         }
     mpox = MPOX if MPOX in names else names[0]
     # Scored among the variants with all folds done (every variant while none is complete), so that a partial
-    # run's one-fold mean cannot set the min or max that the others are normalised by.
+    # run's one-fold mean cannot set the min or max that the others are normalised by. A variant that collapsed to
+    # one label in any fold is not scored either: its perfect recall would otherwise win the ranking.
+    for v in variants.values():
+        v["collapsed"] = any(f["collapsed"] for f in v["per_fold"])
     complete = [k for k, v in variants.items() if v["complete"]] or list(variants)
+    complete = [k for k in complete if not variants[k]["collapsed"]]
     practicality = metrics.practicality_scores(
         {
             key: {
@@ -412,8 +416,10 @@ def write_report(out_dir: Path, *, remeasure_fps: bool = False) -> None:
     logger.info("wrote %s", out_dir / "crossval.md")
 
 
-def _score(value: float | None) -> str:
-    return "n/a (incomplete)" if value is None else f"{value:.3f}"
+def _score(value: float | None, *, collapsed: bool = False) -> str:
+    if value is None:
+        return "n/a (collapsed)" if collapsed else "n/a (incomplete)"
+    return f"{value:.3f}"
 
 
 def _pct(stat: dict[str, float]) -> str:
@@ -443,15 +449,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         s = v["summary"]
         folds = f"{v['folds_done']}/{FOLD_COUNT}" + ("" if v["complete"] else " (incomplete)")
         macro = _pct(s["auc"]["macro"]) if "macro" in s["auc"] else "n/a"
+        score = _score(report["practicality"].get(key), collapsed=v.get("collapsed", False))
         lines.append(
             f"| {v['title']} | {folds} | {', '.join(map(str, v['epochs']))} | {v['params']:,} | {v['fps']:.1f} | "
             f"{_pct(s['accuracy'])} | {_pct(s['per_class'][mpox]['recall'])} | "
-            f"{_pct(s['per_class'][mpox]['specificity'])} | {macro} | {_score(report['practicality'].get(key))} |"
+            f"{_pct(s['per_class'][mpox]['specificity'])} | {macro} | {score} |"
         )
     lines += [
         "",
         f"Practicality score (Eq. 7-11): {report['practicality_inputs']}; each metric is min-max normalised across "
-        "the complete variants (a metric on which all tie counts 0; incomplete variants get none), so the score ranks "
+        "the complete variants (a metric on which all tie counts 0; incomplete variants, and variants that collapsed "
+        "to one label in a fold, get none), so the score ranks "
         "these variants only and changes when variants are added. FPS: "
         + report["fps_method"]
         + " (cached in `fps.json`; rebuild with "

@@ -88,3 +88,23 @@ def test_rebuilding_reuses_the_cached_fps(out, monkeypatch) -> None:
     report = json.loads((out / "crossval.json").read_text())
     assert report["variants"]["shufflenet_v2_x0_5"]["fps"] == 60.0
     assert report["practicality"]["shufflenet_v2_x0_5"] >= 0.4  # the fastest gets the whole FPS weight
+
+
+def test_a_variant_that_collapsed_to_one_label_gets_no_practicality_score(tmp_path, monkeypatch) -> None:
+    for fold in range(1, 6):
+        fold_file(tmp_path, "fast_mpoxnet", "fast_mpoxnet", fold, seed=fold)
+        fold_file(tmp_path, "shufflenet_v2_x0_5", "shufflenet_v2_x0_5", fold, seed=10 + fold)
+        fold_file(tmp_path, "mobilenet_v3_small", "mobilenet_v3_small", fold, seed=20 + fold)
+        # Every test photo called mpox: perfect recall, nothing learnt.
+        path = tmp_path / "folds" / f"mobilenet_v3_small_fold{fold}.json"
+        data = json.loads(path.read_text())
+        data["probs"] = [[0.1, 0.1, 0.7, 0.1]] * len(data["y_true"])
+        path.write_text(json.dumps(data))
+    monkeypatch.setattr(
+        ml.report, "measure_fps_interleaved", lambda archs, num_classes: {a: 30.0 + i for i, a in enumerate(archs)}
+    )
+    write_report(tmp_path)
+    report = json.loads((tmp_path / "crossval.json").read_text())
+    assert report["variants"]["mobilenet_v3_small"]["collapsed"]
+    assert set(report["practicality"]) == {"fast_mpoxnet", "shufflenet_v2_x0_5"}
+    assert "n/a (collapsed)" in (tmp_path / "crossval.md").read_text()
