@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ml.augment import PaperAugment, normalise
 from ml.checkpoint import PAPER_CLASSES, Checkpoint, Preprocessing, code_version
 from ml.data import ImageCache, ImageRecord, load_dataset
-from ml.model import FastMpoxNet, build_model, load_backbone_weights
+from ml.model import BACKBONE_PREFIXES, FastMpoxNet, build_model, load_backbone_weights
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class TrainSettings:
     batch_size: int = 32
     learning_rate: float = 1e-4
     aux_weight: float = 1.0
+    # None: one learning rate for everything (the paper). Otherwise the layers that start random (conv5, ABLGFM,
+    # heads) learn at this rate while the pretrained stem and stages 2-4 keep ``learning_rate``.
+    head_learning_rate: float | None = None
     augment_k: int = 6
     seed: int = 0
     workers: int = 1
@@ -52,6 +55,10 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("epochs, batch size and learning rate must be positive")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ValueError("the head learning rate must be positive")
+        if self.aux_weight < 0:
+            raise ValueError("the auxiliary loss weight cannot be negative")
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -126,6 +133,18 @@ def predict_probabilities(
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """Adam; with ``head_learning_rate`` the backbone's parameters and the rest form two groups."""
+    if settings.head_learning_rate is None:
+        return torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    named = list(model.named_parameters())
+    backbone = [p for name, p in named if name.startswith(BACKBONE_PREFIXES)]
+    rest = [p for name, p in named if not name.startswith(BACKBONE_PREFIXES)]
+    return torch.optim.Adam(
+        [{"params": backbone, "lr": settings.learning_rate}, {"params": rest, "lr": settings.head_learning_rate}]
+    )
+
+
 def train_model(
     settings: TrainSettings,
     *,
@@ -145,7 +164,7 @@ def train_model(
     device = device or pick_device()
     seed_everything(settings.seed)
     model = make_model(settings, num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    optimizer = make_optimizer(model, settings)
     history: list[dict[str, float]] = []
     start_epoch = 0
     if resume_path is not None and resume_path.is_file():

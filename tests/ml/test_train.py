@@ -68,3 +68,24 @@ def test_the_cli_writes_a_checkpoint_with_its_contract(dataset, tmp_path) -> Non
     assert checkpoint.epoch == 1
     assert not any(k.startswith("aux_heads.") for k in checkpoint.state_dict)
     assert not out.with_name("w.pt.partial").exists()
+
+
+def test_a_head_learning_rate_puts_the_random_layers_in_their_own_faster_group() -> None:
+    from ml.model import build_model
+    from ml.train import make_optimizer
+
+    model = build_model("fast_mpoxnet", num_classes=4, aux_heads=True)
+    optimizer = make_optimizer(model, TrainSettings(learning_rate=1e-4, head_learning_rate=1e-3))
+    backbone, rest = optimizer.param_groups
+    assert (backbone["lr"], rest["lr"]) == (1e-4, 1e-3)
+    pretrained = [model.conv1, model.stage2, model.stage3, model.stage4]
+    assert {id(p) for p in backbone["params"]} == {id(p) for part in pretrained for p in part.parameters()}
+    assert id(model.fc.weight) in {id(p) for p in rest["params"]}
+    assert len(backbone["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_it_refuses_a_negative_auxiliary_weight_or_head_learning_rate() -> None:
+    with pytest.raises(ValueError, match="auxiliary"):
+        TrainSettings(aux_weight=-1)
+    with pytest.raises(ValueError, match="head learning rate"):
+        TrainSettings(head_learning_rate=0)
