@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -74,7 +76,7 @@ def test_a_head_learning_rate_puts_the_random_layers_in_their_own_faster_group()
     from ml.model import build_model
     from ml.train import make_optimizer
 
-    model = build_model("fast_mpoxnet", num_classes=4, aux_heads=True)
+    model: Any = build_model("fast_mpoxnet", num_classes=4, aux_heads=True)
     optimizer = make_optimizer(model, TrainSettings(learning_rate=1e-4, head_learning_rate=1e-3))
     backbone, rest = optimizer.param_groups
     assert (backbone["lr"], rest["lr"]) == (1e-4, 1e-3)
