@@ -8,6 +8,7 @@ hashes its own content together with its predecessor's hash. Writers take one lo
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
@@ -82,11 +84,24 @@ class AuditRequestMiddleware:
 
 
 def request_ip(request: HttpRequest | None) -> str | None:
+    """The client's address: REMOTE_ADDR, or behind MPOX_TRUSTED_PROXIES proxies the address they saw.
+
+    Each trusted proxy appends the address it received from to X-Forwarded-For, so the client is the entry that
+    many places from the right; anything further left was written by the client itself and could be forged.
+    """
     if request is None:
         request = _current_request.get()
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = settings.MPOX_TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies == 0 or len(forwarded) < proxies:
+        return remote
+    try:
+        return str(ipaddress.ip_address(forwarded[-proxies]))
+    except ValueError:
+        return remote
 
 
 def _references(obj: Model | None) -> tuple[str, str, int | None, int | None]:

@@ -179,6 +179,11 @@ MPOX_LOGIN_MAX_FAILURES = envint("MPOX_LOGIN_MAX_FAILURES", "5")
 MPOX_LOCKOUT_MINUTES = envint("MPOX_LOCKOUT_MINUTES", "15")
 # The same per source IP; 0 turns it off (the default: behind a proxy every log-in comes from the proxy's address).
 MPOX_LOGIN_MAX_FAILURES_PER_IP = envint("MPOX_LOGIN_MAX_FAILURES_PER_IP", "0")
+# How many reverse proxies in front of the site append to X-Forwarded-For; the audit log and the per-IP lockout
+# then record the address the outermost one saw. 0 (the default) trusts no such header: a client could forge it.
+MPOX_TRUSTED_PROXIES = envint("MPOX_TRUSTED_PROXIES", "0")
+if MPOX_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("MPOX_TRUSTED_PROXIES must be 0 or more")
 if min(MPOX_SESSION_IDLE_MINUTES, MPOX_LOGIN_MAX_FAILURES, MPOX_LOCKOUT_MINUTES) < 1:
     raise ImproperlyConfigured(
         "MPOX_SESSION_IDLE_MINUTES, MPOX_LOGIN_MAX_FAILURES and MPOX_LOCKOUT_MINUTES must be at least 1"

@@ -70,6 +70,7 @@ def test_production_with_a_secret_key_and_services(tmp_path: Path) -> None:
         ("MPOX_WEBHOOK_TIMEOUT_SECONDS", "60", "MPOX_WEBHOOK_TIMEOUT_SECONDS must be above 0 and below"),
         ("MPOX_WEBHOOK_MAX_ATTEMPTS", "0", "MPOX_WEBHOOK_MAX_ATTEMPTS and MPOX_WEBHOOK_BACKOFF_SECONDS must be"),
         ("MPOX_FHIR_PATIENT_SYSTEM", "MRN", "MPOX_FHIR_PATIENT_SYSTEM must be a URI"),
+        ("MPOX_TRUSTED_PROXIES", "-1", "MPOX_TRUSTED_PROXIES must be 0 or more"),
     ],
 )
 def test_a_malformed_value_fails_loudly(tmp_path: Path, name: str, value: str, message: str) -> None:
