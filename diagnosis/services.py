@@ -724,9 +724,7 @@ def case_ground_truth(*, case: Case) -> GroundTruth | None:
     The latest conclusive PCR wins: positive is mpox; negative is the clinicians' latest label unless that was mpox
     (then simply "not mpox"). Without a conclusive PCR, the latest case-level clinician label that was not amended.
     """
-    latest = _reviews_final(case=case).filter(image=None).order_by("-created_at", "-pk").first()
-    pcr = case.lab_results.exclude(pcr=LabResult.Pcr.INCONCLUSIVE).order_by("-collected_on", "-pk").first()
-    return _ground_truth(review_label=latest.label if latest else None, pcr=pcr.pcr if pcr else None)
+    return case_ground_truths(cases=Case.objects.filter(pk=case.pk)).get(case.pk)
 
 
 def case_ground_truths(*, cases: QuerySet[Case]) -> dict[int, GroundTruth]:
