@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,15 +43,40 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+INCONCLUSIVE_METHODS = ("max_probability", "certainty", "energy")
+
+
 @dataclass(frozen=True)
 class InconclusiveRule:
-    """Flag a prediction inconclusive when the top probability is below ``threshold`` (0 disables the rule)."""
+    """Flag a prediction inconclusive when its score is below ``threshold``. The score is the top softmax
+    probability (``max_probability``; a threshold of 0 disables the rule), ``certainty`` (1 - the softmax's
+    entropy / log(classes): low when the probability is spread over several classes, not only when the top one is
+    small), or ``energy`` (the logsumexp of the logits, which keeps the scale that softmax discards). ``ml.report``
+    chooses the method and threshold on the cross-validation's out-of-fold predictions."""
 
     method: str = "max_probability"
     threshold: float = 0.0
 
-    def is_inconclusive(self, max_probability: float) -> bool:
-        return max_probability < self.threshold
+    def __post_init__(self) -> None:
+        if self.method not in INCONCLUSIVE_METHODS:
+            raise ValueError(
+                f"unknown inconclusive method {self.method!r}; choose from {', '.join(INCONCLUSIVE_METHODS)}"
+            )
+
+    def score(self, logits: np.ndarray) -> float:
+        logits = np.asarray(logits, dtype=np.float64)
+        top = float(logits.max())
+        log_total = top + float(np.log(np.exp(logits - top).sum()))
+        if self.method == "energy":
+            return log_total
+        log_probs = logits - log_total
+        if self.method == "certainty":
+            entropy = -float((np.exp(log_probs) * log_probs).sum())
+            return 1.0 - entropy / float(np.log(len(logits)))
+        return float(np.exp(top - log_total))  # the top softmax probability
+
+    def is_inconclusive(self, logits: np.ndarray) -> bool:
+        return self.score(logits) < self.threshold
 
 
 @dataclass

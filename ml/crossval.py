@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,9 @@ from ml.checkpoint import (
     code_version,
     load_checkpoint,
 )
-from ml.data import Dataset, ImageCache, group_stratified_folds, load_dataset
-from ml.train import DEFAULT_DATA, TrainSettings, eval_tensor, pick_device, predict_probabilities, train_model
+from ml.data import Dataset, ImageCache, ImageRecord, group_stratified_folds, load_dataset
+from ml.ood import MahalanobisScorer, embed, softmax
+from ml.train import DEFAULT_BACKBONE, DEFAULT_DATA, TrainSettings, eval_tensor, pick_device, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ def run_fold(
     out: Path,
     device: torch.device,
     workers: int,
+    backbone: Path = DEFAULT_BACKBONE,
 ) -> dict[str, Any]:
     preprocessing = Preprocessing()
     labels = dataset.labels
@@ -98,6 +102,7 @@ def run_fold(
         workers=workers,
         aux_weight=variant.aux_weight,
         head_learning_rate=variant.head_learning_rate,
+        backbone_weights=str(backbone),
     )
     partial = out / "partial" / f"{variant.key}_fold{fold}.pt"
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -114,14 +119,29 @@ def run_fold(
         resume_path=partial,
         description=f"{variant.key} fold {fold}",
     )
-    probs = predict_probabilities(result.model, eval_tensor(test_records, cache, preprocessing), device=device)
-    ood = {
-        folder: {
-            "files": [r.relative_to(dataset.root) for r in ood_records],
-            "probs": np.round(
-                predict_probabilities(result.model, eval_tensor(ood_records, cache, preprocessing), device=device), 6
-            ).tolist(),
+    model = result.model
+    # The Mahalanobis scorer is fitted on the training photos' pooled features (Fast-MpoxNet only).
+    train_features = embed(model, eval_tensor(train_records, cache, preprocessing), device=device).features
+    scorer = (
+        MahalanobisScorer.fit(train_features, np.asarray([int(labels[i]) for i in train_index]))
+        if train_features is not None
+        else None
+    )
+
+    def scored(batch_records: Sequence[ImageRecord]) -> dict[str, Any]:
+        # Logits as well as probabilities: logit-based out-of-distribution scores (energy) need their scale.
+        out = embed(model, eval_tensor(batch_records, cache, preprocessing), device=device)
+        row: dict[str, Any] = {
+            "probs": np.round(softmax(out.logits), 6).tolist(),
+            "logits": np.round(out.logits, 5).tolist(),
         }
+        if scorer is not None and out.features is not None:
+            row["mahalanobis"] = np.round(scorer.score(out.features), 4).tolist()
+        return row
+
+    test_scores = scored(test_records)
+    ood = {
+        folder: {"files": [r.relative_to(dataset.root) for r in ood_records], **scored(ood_records)}
         for folder, ood_records in dataset.ood.items()
     }
     report = {
@@ -142,7 +162,7 @@ def run_fold(
         "history": result.history,
         "test_files": [r.relative_to(dataset.root) for r in test_records],
         "y_true": [int(labels[i]) for i in test_index],
-        "probs": np.round(probs, 6).tolist(),
+        **test_scores,
         "ood": ood,
     }
     path = fold_path(out, variant.key, fold)
@@ -194,10 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100, help="epochs for Fast-MpoxNet (ImageNet)")
     parser.add_argument("--baseline-epochs", type=int, default=None, help="epochs for the other variants")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE, help="ImageNet backbone weights")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing folds")
+    parser.add_argument("--no-report", action="store_true", help="write fold files only (parallel jobs use it)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many (variant, fold) pairs at once in child processes, each logging to OUT/logs/ "
+        "(for a GPU machine with many cores; each child decodes the images itself)",
+    )
     parser.add_argument(
         "--apply-to",
         type=Path,
@@ -235,33 +264,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     folds = group_stratified_folds(dataset, n_folds=args.folds, seed=args.seed)
     wanted = {int(f) for f in args.only_folds.split(",") if f.strip()} or set(range(1, args.folds + 1))
+
+    def epochs_for(key: str) -> int:
+        own_epochs = key in {"fast_mpoxnet", "fast_mpoxnet_tuned"} or args.baseline_epochs is None
+        return int(args.epochs if own_epochs else args.baseline_epochs)
+
+    pending = [
+        (key, fold)
+        for key in keys
+        for fold in range(1, len(folds) + 1)
+        if fold in wanted and not fold_path(args.out, key, fold).exists()
+    ]
+    if args.jobs > 1:
+        failed = run_in_children(pending, args, epochs_for)
+        if not args.no_report:
+            rebuild_report(args.out)
+        return 1 if failed else 0
     cache = ImageCache([*dataset.records, *(r for rs in dataset.ood.values() for r in rs)])
     device = pick_device(args.device)
-    for key in keys:
-        variant = VARIANTS[key]
-        own_epochs = key in {"fast_mpoxnet", "fast_mpoxnet_tuned"} or args.baseline_epochs is None
-        epochs = args.epochs if own_epochs else args.baseline_epochs
-        for fold, (train_index, test_index) in enumerate(folds, start=1):
-            if fold not in wanted or fold_path(args.out, key, fold).exists():
-                continue
-            report = run_fold(
-                variant,
-                fold,
-                dataset=dataset,
-                train_index=train_index,
-                test_index=test_index,
-                cache=cache,
-                epochs=epochs,
-                seed=args.seed,
-                out=args.out,
-                device=device,
-                workers=args.workers,
-            )
-            accuracy = float((np.argmax(report["probs"], axis=1) == np.asarray(report["y_true"])).mean())
-            logger.info("%s fold %d: accuracy %.4f in %.0f s", key, fold, accuracy, report["train_seconds"])
+    for key, fold in pending:
+        variant, epochs = VARIANTS[key], epochs_for(key)
+        train_index, test_index = folds[fold - 1]
+        report = run_fold(
+            variant,
+            fold,
+            dataset=dataset,
+            train_index=train_index,
+            test_index=test_index,
+            cache=cache,
+            epochs=epochs,
+            seed=args.seed,
+            out=args.out,
+            device=device,
+            workers=args.workers,
+            backbone=args.backbone,
+        )
+        accuracy = float((np.argmax(report["probs"], axis=1) == np.asarray(report["y_true"])).mean())
+        logger.info("%s fold %d: accuracy %.4f in %.0f s", key, fold, accuracy, report["train_seconds"])
+        if not args.no_report:
             rebuild_report(args.out)
-    rebuild_report(args.out)
+    if not args.no_report:
+        rebuild_report(args.out)
     return 0
+
+
+def run_in_children(pending: Sequence[tuple[str, int]], args: argparse.Namespace, epochs_for: Any) -> list[str]:
+    """Run each (variant, fold) as ``python -m ml.crossval`` in its own process, ``args.jobs`` at a time.
+    Returns the jobs that failed (their logs say why); finished folds are on disk either way."""
+    logs = args.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    queue = list(pending)
+    running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
+    failed: list[str] = []
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            key, fold = queue.pop(0)
+            name = f"{key}_fold{fold}"
+            command = [
+                sys.executable, "-m", "ml.crossval", "--no-report",
+                "--data", str(args.data), "--out", str(args.out), "--classes", args.classes,
+                "--variants", key, "--only-folds", str(fold), "--folds", str(args.folds),
+                "--epochs", str(epochs_for(key)), "--seed", str(args.seed), "--device", args.device,
+                "--backbone", str(args.backbone),
+                "--workers", str(args.workers), "--threads", str(args.threads or 1),
+            ]  # fmt: skip
+            log = (logs / f"{name}.log").open("ab")
+            running.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+            logger.info("started %s", name)
+        time.sleep(1)
+        for job in list(running):
+            name, process, log = job
+            if process.poll() is None:
+                continue
+            running.remove(job)
+            log.close()
+            if process.returncode:
+                failed.append(name)
+                logger.error("%s failed (exit %d); see %s", name, process.returncode, logs / f"{name}.log")
+            else:
+                logger.info("finished %s", name)
+    return failed
 
 
 if __name__ == "__main__":

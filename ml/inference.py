@@ -214,7 +214,7 @@ class Predictor:
             Prediction(
                 probabilities=MappingProxyType(dict(zip(self.class_names, map(float, probabilities[i]), strict=True))),
                 label=self.class_names[int(indices[i])],
-                inconclusive=self.checkpoint.inconclusive.is_inconclusive(float(probabilities[i].max())),
+                inconclusive=self.checkpoint.inconclusive.is_inconclusive(logits[i]),
                 heatmap=None if maps is None else maps[i],
                 timings=Timings(
                     decode_ms=decode_ms[i] if decode_ms is not None else 0.0, model_ms=model_ms, heatmap_ms=heatmap_ms

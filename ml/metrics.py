@@ -177,12 +177,48 @@ def mpox_recall(
     """Recall of the mpox class when predictions whose confidence is below ``threshold`` are inconclusive
     (an inconclusive mpox photo counts as missed)."""
     probs = np.asarray(probs, dtype=np.float64)
+    return recall_with_threshold(confidence(probs, method), probs.argmax(axis=1), y_true, mpox_index, threshold)
+
+
+def recall_with_threshold(
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    y_true: Sequence[int] | np.ndarray,
+    mpox_index: int,
+    threshold: float = -np.inf,
+) -> float:
+    """Mpox recall when a prediction whose score (any "higher = surer" score) is below ``threshold`` is
+    inconclusive and so counts as missed."""
     y = np.asarray(y_true, dtype=np.int64)
     is_mpox = y == mpox_index
     if not is_mpox.any():
         return 0.0
-    hit = (probs.argmax(axis=1) == mpox_index) & (confidence(probs, method) >= threshold)
+    hit = (np.asarray(predicted) == mpox_index) & (np.asarray(scores, dtype=np.float64) >= threshold)
     return float(hit[is_mpox].mean())
+
+
+def choose_threshold(
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    y_true: Sequence[int] | np.ndarray,
+    mpox_index: int,
+    max_recall_drop: float = 0.05,
+    margin: float = 0.01,
+) -> float | None:
+    """The largest score threshold whose mpox recall on these (out-of-fold, known-class) predictions is at most
+    ``max_recall_drop - margin`` below the recall without the rule, or None when even the smallest observed score
+    breaks that budget. The margin (default 1 point, so a 4-point budget) leaves room for the threshold to
+    generalise to new photos."""
+    budget = max_recall_drop - margin
+    base = recall_with_threshold(scores, predicted, y_true, mpox_index)
+    best: float | None = None
+    # Recall can only fall as the threshold rises, so scan the candidate values (each observed score).
+    for candidate in np.unique(np.asarray(scores, dtype=np.float64)):
+        if base - recall_with_threshold(scores, predicted, y_true, mpox_index, float(candidate)) <= budget + 1e-12:
+            best = float(candidate)
+        else:
+            break
+    return best
 
 
 def choose_max_probability_threshold(
@@ -193,21 +229,12 @@ def choose_max_probability_threshold(
     margin: float = 0.01,
     method: str = "max_probability",
 ) -> float:
-    """The largest top-probability threshold whose mpox recall on these (out-of-fold, known-class) predictions is at
-    most ``max_recall_drop - margin`` below the recall without the rule. The margin (default 1 point, so a 4-point
-    budget) leaves room for the threshold to generalise to new photos. Returns 0.0 (rule disabled) when even the
-    smallest useful threshold breaks the budget. ``method`` picks another confidence score (see ``confidence``)."""
+    """``choose_threshold`` on a softmax confidence (see ``confidence``); 0.0 (rule disabled) when none fits."""
     probs = np.asarray(probs, dtype=np.float64)
-    budget = max_recall_drop - margin
-    base = mpox_recall(probs, y_true, mpox_index)
-    best = 0.0
-    # Recall can only fall as the threshold rises, so scan the candidate values (each observed confidence).
-    for candidate in np.unique(confidence(probs, method)):
-        if base - mpox_recall(probs, y_true, mpox_index, float(candidate), method) <= budget + 1e-12:
-            best = float(candidate)
-        else:
-            break
-    return best
+    threshold = choose_threshold(
+        confidence(probs, method), probs.argmax(axis=1), y_true, mpox_index, max_recall_drop, margin
+    )
+    return 0.0 if threshold is None else threshold
 
 
 def flagged_fraction(probs: np.ndarray, threshold: float, method: str = "max_probability") -> float:

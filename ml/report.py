@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ml import metrics
+from ml.ood import energy
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ MPOX = "monkeypox"
 PAPER_TARGETS = {"accuracy": 0.943, "mpox_recall": 0.958}
 TITLES = {
     "fast_mpoxnet": "Fast-MpoxNet (ImageNet backbone)",
+    "fast_mpoxnet_20ep": "Fast-MpoxNet (ImageNet backbone, 20 epochs)",
     "shufflenet_v2_x0_5": "ShuffleNetV2-x0.5 (ImageNet backbone)",
     "fast_mpoxnet_scratch": "Fast-MpoxNet (from scratch, ablation)",
     "mobilenet_v3_small": "MobileNetV3-small (from scratch)",
@@ -166,70 +168,113 @@ def fps_table(out_dir: Path, archs: Sequence[str], num_classes: int, *, remeasur
 # ---------------------------------------------------------------------------------------------- inconclusive
 
 
+# Scores an inconclusive rule can threshold, "higher = surer"; the fold files hold what each needs.
+SCORE_METHODS = ("max_probability", "certainty", "energy", "mahalanobis")
+# What ml.checkpoint.InconclusiveRule applies at inference (the others are reported for comparison).
+DEPLOYABLE_METHODS = ("max_probability", "certainty", "energy")
+SCORE_DESCRIPTIONS = {
+    "max_probability": "top softmax probability",
+    "certainty": "1 - entropy / log(classes)",
+    "energy": "logsumexp of the logits",
+    "mahalanobis": "minus the Mahalanobis distance of the pooled features to the nearest class mean",
+}
+
+
+def _scores(block: dict[str, Any], method: str) -> np.ndarray | None:
+    """One score per photo of a fold (or of one of its OOD folders), or None when the file lacks what it needs."""
+    if method in ("max_probability", "certainty"):
+        return metrics.confidence(np.asarray(block["probs"], dtype=np.float64), method)
+    if method == "energy":
+        return energy(np.asarray(block["logits"], dtype=np.float64)) if "logits" in block else None
+    return np.asarray(block["mahalanobis"], dtype=np.float64) if "mahalanobis" in block else None
+
+
+def _pooled(folds: Sequence[dict[str, Any]], method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scores = [_scores(f, method) for f in folds]
+    return (
+        np.concatenate([s for s in scores if s is not None]),
+        np.concatenate([np.asarray(f["probs"], dtype=np.float64).argmax(axis=1) for f in folds]),
+        np.concatenate([np.asarray(f["y_true"], dtype=np.int64) for f in folds]),
+    )
+
+
 def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Choose the max-probability threshold on the pooled out-of-fold predictions of known classes, then report it
-    on the out-of-distribution folders (each fold's model sees every OOD image; fractions are pooled over folds)."""
+    """For each score the fold files allow, choose the threshold on the pooled out-of-fold predictions of the
+    known classes, then report it on the out-of-distribution folders (each fold's model sees every OOD image;
+    fractions are pooled over folds). The site's rule is the deployable score that flags the most OOD photos."""
     names = list(folds[0]["class_names"])
     mpox_index = names.index(MPOX) if MPOX in names else 0
-    probs = np.concatenate([np.asarray(f["probs"], dtype=np.float64) for f in folds])
-    y_true = np.concatenate([np.asarray(f["y_true"], dtype=np.int64) for f in folds])
-    threshold = metrics.choose_max_probability_threshold(probs, y_true, mpox_index, max_recall_drop=0.05, margin=0.01)
-    ood: dict[str, Any] = {}
-    pooled: list[np.ndarray] = []
-    for folder in sorted({k for f in folds for k in f.get("ood", {})}):
-        folder_probs = [np.asarray(f["ood"][folder]["probs"], dtype=np.float64) for f in folds if folder in f["ood"]]
-        folder_probs = [p for p in folder_probs if p.size]
-        if not folder_probs:
-            continue
-        stacked = np.concatenate(folder_probs)
-        pooled.append(stacked)
-        predicted = np.bincount(stacked.argmax(axis=1), minlength=len(names))
-        ood[folder] = {
-            "images": len(folds[0]["ood"].get(folder, {}).get("files", [])),
-            "predictions": len(stacked),
-            "flagged_fraction": metrics.flagged_fraction(stacked, threshold),
-            "predicted_fraction": {n: float(c / len(stacked)) for n, c in zip(names, predicted, strict=True)},
-        }
-    all_ood = np.concatenate(pooled) if pooled else np.zeros((0, len(names)))
-    # For comparison only (the site's rule is max_probability): the entropy-based score under the same budget.
-    alt = metrics.choose_max_probability_threshold(probs, y_true, mpox_index, 0.05, 0.01, method="certainty")
-    alternative = {
-        "method": "certainty",
-        "threshold": alt,
-        "ood_flagged_fraction": metrics.flagged_fraction(all_ood, alt, "certainty"),
-        "known_flagged_fraction": metrics.flagged_fraction(probs, alt, "certainty"),
-        "mpox_recall_after": metrics.mpox_recall(probs, y_true, mpox_index, alt, "certainty"),
-    }
+    methods = [m for m in SCORE_METHODS if all(_scores(f, m) is not None for f in folds)]
+    summaries = {m: _method_summary(folds, m, mpox_index, names) for m in methods}
+    usable = [m for m in methods if m in DEPLOYABLE_METHODS and summaries[m]["threshold"] is not None]
+    chosen = max(usable, key=lambda m: summaries[m]["ood_flagged_fraction"]) if usable else "max_probability"
+    rule = summaries[chosen]
+    if rule["threshold"] is None:  # no threshold fits the budget: the rule is off
+        rule = {**rule, "threshold": 0.0}
     return {
-        "method": "max_probability",
-        "threshold": threshold,
+        **rule,
+        "method": chosen,
+        "score": SCORE_DESCRIPTIONS[chosen],
         "chosen_on": "pooled out-of-fold predictions of the known classes (Fast-MpoxNet)",
         "rule": "largest threshold with mpox recall (inconclusive mpox counted as missed) at most 4 points below "
         "the recall without the rule (a 5-point budget minus a 1-point margin)",
-        "ood_flagged_fraction": metrics.flagged_fraction(all_ood, threshold),
-        "ood": ood,
-        "known_flagged_fraction": metrics.flagged_fraction(probs, threshold),
-        "mpox_recall_before": metrics.mpox_recall(probs, y_true, mpox_index),
-        "mpox_recall_after": metrics.mpox_recall(probs, y_true, mpox_index, threshold),
-        "held_out_check": held_out_threshold_check(folds, mpox_index),
-        "alternative": alternative,
+        "methods": {
+            m: {k: v for k, v in summary.items() if k != "ood"}
+            | {"ood_by_folder": {folder: row["flagged_fraction"] for folder, row in summary["ood"].items()}}
+            for m, summary in summaries.items()
+        },
     }
 
 
-def held_out_threshold_check(folds: Sequence[dict[str, Any]], mpox_index: int) -> dict[str, Any]:
+def _method_summary(
+    folds: Sequence[dict[str, Any]], method: str, mpox_index: int, names: Sequence[str]
+) -> dict[str, Any]:
+    scores, predicted, y_true = _pooled(folds, method)
+    threshold = metrics.choose_threshold(scores, predicted, y_true, mpox_index, max_recall_drop=0.05, margin=0.01)
+    cut = -np.inf if threshold is None else threshold
+    ood: dict[str, Any] = {}
+    pooled: list[np.ndarray] = []
+    for folder in sorted({k for f in folds for k in f.get("ood", {})}):
+        blocks = [f["ood"][folder] for f in folds if folder in f["ood"] and len(f["ood"][folder]["probs"])]
+        if not blocks:
+            continue
+        folder_scores = np.concatenate([_scores(b, method) for b in blocks])  # type: ignore[misc]
+        folder_probs = np.concatenate([np.asarray(b["probs"], dtype=np.float64) for b in blocks])
+        pooled.append(folder_scores)
+        predicted_ood = np.bincount(folder_probs.argmax(axis=1), minlength=len(names))
+        ood[folder] = {
+            "images": len(blocks[0].get("files", [])),
+            "predictions": len(folder_scores),
+            "flagged_fraction": float((folder_scores < cut).mean()),
+            "predicted_fraction": {n: float(c / len(folder_probs)) for n, c in zip(names, predicted_ood, strict=True)},
+        }
+    all_ood = np.concatenate(pooled) if pooled else np.zeros(0)
+    return {
+        "threshold": threshold,
+        "ood_flagged_fraction": float((all_ood < cut).mean()) if all_ood.size else 0.0,
+        "ood": ood,
+        "known_flagged_fraction": float((scores < cut).mean()),
+        "mpox_recall_before": metrics.recall_with_threshold(scores, predicted, y_true, mpox_index),
+        "mpox_recall_after": metrics.recall_with_threshold(scores, predicted, y_true, mpox_index, cut),
+        "held_out_check": held_out_threshold_check(folds, mpox_index, method),
+    }
+
+
+def held_out_threshold_check(
+    folds: Sequence[dict[str, Any]], mpox_index: int, method: str = "max_probability"
+) -> dict[str, Any]:
     """Does the rule generalise? For each fold, choose the threshold on the other folds' predictions and measure the
     mpox recall drop on the held-out fold (the budget is 5 points; 4 are spent when choosing)."""
     if len(folds) < 2:
         return {}
     drops: list[float] = []
     for k, held in enumerate(folds):
-        rest = [f for i, f in enumerate(folds) if i != k]
-        rest_probs = np.concatenate([np.asarray(f["probs"], dtype=np.float64) for f in rest])
-        rest_true = np.concatenate([np.asarray(f["y_true"], dtype=np.int64) for f in rest])
-        threshold = metrics.choose_max_probability_threshold(rest_probs, rest_true, mpox_index, 0.05, 0.01)
-        probs, y_true = np.asarray(held["probs"], dtype=np.float64), np.asarray(held["y_true"], dtype=np.int64)
-        before = metrics.mpox_recall(probs, y_true, mpox_index)
-        drops.append(before - metrics.mpox_recall(probs, y_true, mpox_index, threshold))
+        rest_scores, rest_predicted, rest_true = _pooled([f for i, f in enumerate(folds) if i != k], method)
+        threshold = metrics.choose_threshold(rest_scores, rest_predicted, rest_true, mpox_index, 0.05, 0.01)
+        scores, predicted, y_true = _pooled([held], method)
+        before = metrics.recall_with_threshold(scores, predicted, y_true, mpox_index)
+        cut = -np.inf if threshold is None else threshold
+        drops.append(before - metrics.recall_with_threshold(scores, predicted, y_true, mpox_index, cut))
     return {
         "mpox_recall_drop": metrics.mean_sd(drops),
         "max_mpox_recall_drop": max(drops),
@@ -333,6 +378,9 @@ def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any
             "folds_done": len(folds),
             "complete": len(folds) >= FOLD_COUNT,
             "epochs": sorted({int(f["epochs"]) for f in folds}),
+            # Where it trained: a 2-core CPU unless the fold file says otherwise (``ml/scripts/gpu_run.sh``).
+            "trained_on": sorted({f.get("hardware") or "a 2-core CPU" for f in folds}),
+            "data_notes": sorted({f["data_note"] for f in folds if f.get("data_note")}),
             "params": params[arch],
             "fps": fps["fps"][arch],
             "summary": summarise(per_fold, names),
@@ -534,9 +582,17 @@ def _honest_notes(variants: dict[str, Any]) -> list[str]:
     notes = [
         "## What differs from the paper",
         "",
-        f"- **Epochs.** The paper trains 100 epochs; here {epochs}. Training ran on a 2-core CPU within one working "
-        "session, so Fast-MpoxNet got 20 epochs and the baselines 10. Every model is under-trained relative to the "
-        "paper, the baselines more so; the comparison is not the paper's.",
+        f"- **Epochs.** The paper trains 100 epochs; here {epochs}. A 100-epoch five-fold run takes about 6 CPU-hours "
+        "per variant on the 2-core machines this project is built on, so only the runs that got a GPU machine have "
+        "100 epochs; the others are under-trained relative to the paper, and comparisons across different epoch "
+        "counts are not the paper's comparisons.",
+        "- **Hardware.** "
+        + "; ".join(
+            f"{v['title']}: {', '.join(v['trained_on'])}"
+            + (f" ({'; '.join(v['data_notes'])})" if v["data_notes"] else "")
+            for v in variants.values()
+        )
+        + ".",
         "- **ImageNet weights.** No torchvision ImageNet checkpoint for ShuffleNetV2-x0.5 exists offline. The "
         '"ImageNet backbone" is the substitute described in `shared/weights/WEIGHTS.md`: a ShuffleNetV2-x0.5 stem '
         "and stages 2-4 of unstated (probably ImageNet) pre-training, converted to torchvision's layout; `conv5` "
@@ -565,14 +621,20 @@ def _honest_notes(variants: dict[str, Any]) -> list[str]:
 def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
     if not rule:
         return []
-    alt = rule["alternative"]
     check = rule.get("held_out_check") or {}
+    methods = rule.get("methods") or {}
     lines = [
         "## Inconclusive rule and out-of-distribution photos (Fast-MpoxNet)",
         "",
-        f"Method: top softmax probability below **{rule['threshold']:.4f}** → inconclusive. Chosen on the "
-        f"{rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD photos, which are used only to report "
-        "it.",
+        f"Rule: {rule['score']} below **{rule['threshold']:.4f}** → inconclusive (method `{rule['method']}`). "
+        f"The threshold was chosen on the {rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD "
+        "photos, which are used only to report it"
+        + (
+            " and to pick, among the scores the site can apply, the one that flags the most of them (so the OOD "
+            "figure of the chosen score is slightly optimistic)."
+            if len([m for m in methods if m in DEPLOYABLE_METHODS]) > 1
+            else "."
+        ),
         "",
         f"- Mpox recall (inconclusive counted as missed): {rule['mpox_recall_before']:.2%} without the rule, "
         f"{rule['mpox_recall_after']:.2%} with it "
@@ -596,17 +658,34 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
             "diseases outside the model's classes; the UI must keep saying so."
         ),
         "",
-        f"- For comparison, an entropy-based score (certainty = 1 - entropy / log 4) under the same budget: "
-        f"threshold {alt['threshold']:.4f}, OOD flagged {alt['ood_flagged_fraction']:.1%}, known-class photos "
-        f"flagged {alt['known_flagged_fraction']:.1%}, mpox recall {alt['mpox_recall_after']:.2%}. An energy score "
-        "would need the logits, which the fold files do not store (softmax discards their scale).",
-        "",
         "| folder | images | flagged | predicted as (all fold models pooled) |",
         "| --- | --- | --- | --- |",
     ]
     for folder, row in rule["ood"].items():
         spread = ", ".join(f"{k} {v:.0%}" for k, v in row["predicted_fraction"].items())
         lines.append(f"| {folder} | {row['images']} | {row['flagged_fraction']:.1%} | {spread} |")
+    if methods:
+        folders = list(rule["ood"])
+        lines += [
+            "",
+            "Every score under the same budget (site: the scores `ml.checkpoint.InconclusiveRule` can apply):",
+            "",
+            "| score | site | threshold | known flagged | mpox recall after | worst held-out drop | OOD flagged | "
+            + " | ".join(folders)
+            + " |",
+            "| --- | --- | --- | --- | --- | --- | --- |" + " --- |" * len(folders),
+        ]
+        for name, row in methods.items():
+            threshold = "none fits" if row["threshold"] is None else f"{row['threshold']:.4f}"
+            worst = row["held_out_check"].get("max_mpox_recall_drop")
+            lines.append(
+                f"| {SCORE_DESCRIPTIONS[name]} | {'yes' if name in DEPLOYABLE_METHODS else 'no'} | {threshold} | "
+                f"{row['known_flagged_fraction']:.1%} | {row['mpox_recall_after']:.2%} | "
+                + ("n/a" if worst is None else f"{worst * 100:.1f} pts")
+                + f" | {row['ood_flagged_fraction']:.1%} | "
+                + " | ".join(f"{row['ood_by_folder'].get(f, 0.0):.1%}" for f in folders)
+                + " |"
+            )
     return [*lines, ""]
 
 

@@ -12,7 +12,7 @@ from ml.report import write_report
 CLASSES = ["chickenpox", "measles", "monkeypox", "normal"]
 
 
-def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int) -> None:
+def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int, scores: bool = False) -> None:
     rng = np.random.default_rng(seed)
     y_true = np.repeat(np.arange(4), 10)
     logits = rng.normal(size=(40, 4)) + 2.5 * np.eye(4)[y_true]
@@ -32,6 +32,13 @@ def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int) -> No
         "probs": probs.tolist(),
         "ood": {"hfmd": {"files": [f"hfmd/{i}.jpg" for i in range(6)], "probs": ood.tolist()}},
     }
+    if scores:  # what ml.crossval now stores: logits, and Mahalanobis scores for Fast-MpoxNet
+        # Known photos get large logits; OOD photos small ones with the same softmax spread.
+        ood_logits = np.log(ood)
+        ood_logits -= ood_logits.max(axis=1, keepdims=True) + 3.0
+        data["logits"] = (logits + 3.0).tolist()
+        data["mahalanobis"] = (-rng.uniform(1, 5, size=40)).tolist()
+        data["ood"]["hfmd"] |= {"logits": ood_logits.tolist(), "mahalanobis": (-rng.uniform(3, 9, size=6)).tolist()}
     path = out / "folds" / f"{variant}_fold{fold}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -108,3 +115,21 @@ def test_a_variant_that_collapsed_to_one_label_gets_no_practicality_score(tmp_pa
     assert report["variants"]["mobilenet_v3_small"]["collapsed"]
     assert set(report["practicality"]) == {"fast_mpoxnet", "shufflenet_v2_x0_5"}
     assert "n/a (collapsed)" in (tmp_path / "crossval.md").read_text()
+
+
+def test_with_logits_every_score_is_compared_and_the_site_gets_the_best_one_it_can_apply(tmp_path, monkeypatch) -> None:
+    for fold in (1, 2, 3):
+        fold_file(tmp_path, "fast_mpoxnet", "fast_mpoxnet", fold, seed=fold, scores=True)
+    monkeypatch.setattr(ml.report, "measure_fps_interleaved", lambda archs, num_classes: dict.fromkeys(archs, 30.0))
+    write_report(tmp_path)
+    rule = json.loads((tmp_path / "crossval.json").read_text())["inconclusive"]
+
+    assert set(rule["methods"]) == {"max_probability", "certainty", "energy", "mahalanobis"}
+    assert rule["method"] in ("max_probability", "energy")
+    best = max(rule["methods"][m]["ood_flagged_fraction"] for m in ("max_probability", "energy"))
+    assert rule["ood_flagged_fraction"] == best
+    for row in rule["methods"].values():
+        assert row["mpox_recall_before"] - row["mpox_recall_after"] <= 0.04 + 1e-9
+    markdown = (tmp_path / "crossval.md").read_text()
+    assert "logsumexp of the logits" in markdown
+    assert "Mahalanobis distance" in markdown

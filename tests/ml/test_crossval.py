@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ml.crossval import main
+from ml.ood import softmax
+from tests.ml.trees import image_tree
+
+CLASSES = ("chickenpox", "measles", "monkeypox", "normal")
+FAST = ["--epochs", "1", "--folds", "2", "--workers", "0", "--device", "cpu", "--threads", "1", "--no-report"]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    # Four known classes and one out-of-distribution folder, as in mpox-skin.
+    return image_tree(tmp_path_factory.mktemp("cv"), {**dict.fromkeys(CLASSES, 4), "cowpox": 2}, size=48)
+
+
+def test_a_fold_file_keeps_logits_and_out_of_distribution_scores(tree, tmp_path) -> None:
+    out = tmp_path / "cv"
+    args = ["--data", str(tree), "--out", str(out), "--variants", "fast_mpoxnet_scratch", "--only-folds", "1"]
+    assert main([*args, *FAST]) == 0
+
+    fold = json.loads((out / "folds" / "fast_mpoxnet_scratch_fold1.json").read_text())
+    assert np.asarray(fold["probs"]) == pytest.approx(softmax(np.asarray(fold["logits"])), abs=1e-4)
+    assert len(fold["mahalanobis"]) == len(fold["y_true"]) == len(fold["test_files"])
+    cowpox = fold["ood"]["cowpox"]
+    assert len(cowpox["files"]) == len(cowpox["logits"]) == len(cowpox["mahalanobis"]) == 2
+    assert not (out / "folds" / "fast_mpoxnet_scratch_fold2.json").exists()
+
+
+def test_parallel_jobs_run_each_fold_in_its_own_process_and_log_it(tree, tmp_path) -> None:
+    out = tmp_path / "cv"
+    args = ["--data", str(tree), "--out", str(out), "--variants", "fast_mpoxnet_scratch", "--jobs", "2"]
+    assert main([*args, *FAST]) == 0
+
+    for fold in (1, 2):
+        assert json.loads((out / "folds" / f"fast_mpoxnet_scratch_fold{fold}.json").read_text())["fold"] == fold
+        assert "fast_mpoxnet_scratch fold" in (out / "logs" / f"fast_mpoxnet_scratch_fold{fold}.log").read_text()
