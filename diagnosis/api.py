@@ -351,17 +351,22 @@ class AnalysisSubmit(ApiView):
         same analysis."""
         client = client_of(request)
         key = request.headers.get("Idempotency-Key", "").strip()[:200]
-        if key:
-            earlier = ApiIdempotencyKey.objects.filter(client=client, key=key).select_related("analysis").first()
-            if earlier:
-                return self._accepted(earlier.analysis, request)
+        if key and (earlier := earlier_submission(client, key)):
+            return self._accepted(earlier, request)
         form = AnalysisSubmitInput(data=request.data)
         if not form.is_valid():
             raise FieldErrors(form.errors)
         data = form.validated_data
         user = service_user(client)
+        image: LesionImage | None = None
         try:
             with transaction.atomic():
+                if key:
+                    # A retry sent while the first attempt was still running: wait for it (the client's row lock;
+                    # SQLite's IMMEDIATE transactions serialise anyway) and answer its analysis.
+                    list(ApiClient.objects.select_for_update().filter(pk=client.pk).values_list("pk"))
+                    if earlier := earlier_submission(client, key):
+                        return self._accepted(earlier, request)
                 case = services.case_create(
                     hospital_identifier=data["patient_id"], created_by=user, encounter_id=data.get("encounter_id", "")
                 )
@@ -380,8 +385,13 @@ class AnalysisSubmit(ApiView):
         except imaging.ImageError as exc:
             status_code = next(code for kind, code in IMAGE_STATUS if isinstance(exc, kind))
             raise ImageProblem(status_code, str(exc)) from exc
-        except IntegrityError:  # a concurrent retry with the same key won
-            return self._accepted(ApiIdempotencyKey.objects.get(client=client, key=key).analysis, request)
+        except IntegrityError:  # a concurrent retry with the same key won after all
+            if image is not None:  # its rows were rolled back; its files are not part of the transaction
+                services.lesion_image_files_delete(image)
+            winner = earlier_submission(client, key) if key else None
+            if winner is None:
+                raise
+            return self._accepted(winner, request)
         return self._accepted(analysis, request)
 
     def _accepted(self, analysis: Analysis, request: Request) -> Response:
@@ -389,6 +399,12 @@ class AnalysisSubmit(ApiView):
         url = request.build_absolute_uri(reverse("api-analysis", args=[analysis.pk]))
         body = AnalysisAccepted({"id": analysis.pk, "status": analysis.status, "url": url}).data
         return Response(body, status=http.HTTP_202_ACCEPTED)
+
+
+def earlier_submission(client: ApiClient, key: str) -> Analysis | None:
+    """The analysis an earlier submission with this `Idempotency-Key` created, if any."""
+    earlier = ApiIdempotencyKey.objects.filter(client=client, key=key).select_related("analysis").first()
+    return earlier.analysis if earlier else None
 
 
 class AnalysisList(ApiView):

@@ -168,6 +168,13 @@ def lesion_image_create(*, case: Case, data: bytes, body_part: str, stage: str, 
     return image
 
 
+def lesion_image_files_delete(image: LesionImage) -> None:
+    """Delete a photo's stored files (the photo and the worker's decoded copy) when its rows were rolled back."""
+    for name in (image.file.name, _decoded_copy_name(image.file.name)):
+        if name:
+            default_storage.delete(name)
+
+
 def _decoded_copy_name(photo_name: str | None) -> str:
     """Where the upload leaves its photo decoded at reduced scale (raw RGB) for the worker, which deletes it."""
     return f"{photo_name}.decoded.ppm"

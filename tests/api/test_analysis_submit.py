@@ -3,7 +3,9 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.files.storage import default_storage
 
+from diagnosis import api
 from diagnosis.models import Analysis, Case
 from tests.api.conftest import api_client_with
 from tests.photos import jpeg_bytes
@@ -101,3 +103,24 @@ def test_a_body_that_is_not_multipart_is_415() -> None:
     )
     assert response.status_code == 415
     assert response["Content-Type"] == "application/problem+json"
+
+
+def test_a_retry_that_loses_a_race_answers_the_first_analysis_and_leaves_no_file(monkeypatch) -> None:
+    client = api_client_with("submit")
+    first = client.post("/api/v1/analyses", _form(), format="multipart", HTTP_IDEMPOTENCY_KEY="k-1")
+    stored = set(default_storage.listdir("lesions")[1])
+    real_lookup = api.earlier_submission
+    looks: list[str] = []
+
+    def lookup_that_misses_the_first_attempt(api_client, key):
+        # The retry's two looks before it inserts its key miss the first attempt, as when both run at once.
+        looks.append(key)
+        return None if len(looks) <= 2 else real_lookup(api_client, key)
+
+    monkeypatch.setattr(api, "earlier_submission", lookup_that_misses_the_first_attempt)
+    again = client.post("/api/v1/analyses", _form(), format="multipart", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert Case.objects.count() == 1
+    assert set(default_storage.listdir("lesions")[1]) == stored
