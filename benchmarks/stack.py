@@ -4,14 +4,16 @@
 
 The stack is what `make run` starts (gunicorn + a prefork Celery worker, SQLite + filesystem broker by default;
 set DATABASE_URL / CELERY_BROKER_URL to measure PostgreSQL / Redis), in a temporary VAR_DIR, driven over HTTP as
-a browser would: upload (multipart POST), then poll the photo's card until it stops polling. Two measurements:
+the case page's upload script does it: a multipart POST marked as htmx's, answered with the new photo's card (the
+script inserts it, and the card polls for its result; no page is loaded). Two measurements:
 
 - latency: photos sent one at a time on an otherwise idle stack, submit-to-stored-result (p50 / p95);
 - throughput: all photos submitted at once by a few uploaders, photos per second until the last result.
 
 "Stored result" is read from the database (the Analysis row done), polled every few milliseconds, so that the
 measurement does not load the web server the way a flood of status requests would; the result page is checked
-over HTTP once at the end.
+over HTTP once at the end. What a browser does after the upload, fetching the photo for the new card and polling
+the card every second until the result shows, is left out: that is viewing, not submitting.
 
 The bare pipeline is ``ml.inference.Predictor.predict`` (decode + model + heatmap) on the same bytes, in this
 process; the target compares the stack with it. It is also timed with the two PNGs a worker must store on top

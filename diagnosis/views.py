@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseStopPolling
 from diagnosis import access, services
 from diagnosis.audit import audit_record
 from diagnosis.forms import CaseForm, LabResultForm, QueueFilterForm, ReviewForm, UploadForm
-from diagnosis.models import AuditEntry, Case
+from diagnosis.models import Analysis, AuditEntry, Case, LesionImage
 from ml.imaging import ImageError
 
 QUEUE_PAGE_SIZE = 25
@@ -81,7 +81,7 @@ def image_upload(request: HttpRequest, pk: int) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            services.lesion_image_create(
+            image = services.lesion_image_create(
                 case=case,
                 data=form.cleaned_data["photo"].read(),
                 body_part=form.cleaned_data["body_part"],
@@ -91,6 +91,10 @@ def image_upload(request: HttpRequest, pk: int) -> HttpResponse:
         except ImageError as exc:
             form.add_error("photo", str(exc))
         else:
+            if request.htmx:  # type: ignore[attr-defined]
+                # The page's upload script adds the new photo's card (which polls itself) where the page stands,
+                # rather than reloading the whole case page and every photo on it after each upload.
+                return _image_card(request, image, status=201)
             return redirect(reverse("case-detail", args=[case.pk]) + "#photos")
     return _case_page(request, case, form, status=400)
 
@@ -298,12 +302,23 @@ def image_status(request: HttpRequest, pk: int) -> HttpResponse:
     """One photo's card, polled by htmx while its analysis runs; 286 stops the polling once it is finished."""
     image = access.image_get_for_user(user=request.user, pk=pk)
     analysis = image.latest_analysis()
-    revealed = set(request.session.get(REVEALED_SESSION_KEY, []))
-    context: dict[str, Any] = {"image": image, "analysis": analysis, "revealed": revealed}
-    html = render_to_string("diagnosis/case_detail.html#image-card", context, request=request)
+    html = _image_card_html(request, image, analysis)
     if analysis is None or analysis.is_finished:
         return HttpResponseStopPolling(html)
     return HttpResponse(html)
+
+
+def _image_card_html(request: HttpRequest, image: LesionImage, analysis: Analysis | None) -> str:
+    revealed = set(request.session.get(REVEALED_SESSION_KEY, []))
+    context: dict[str, Any] = {"image": image, "analysis": analysis, "revealed": revealed}
+    return render_to_string("diagnosis/case_detail.html#image-card", context, request=request)
+
+
+def _image_card(request: HttpRequest, image: LesionImage, *, status: int) -> HttpResponse:
+    """A new photo's card, and its choice for the review form's photo list, for the case page's upload script."""
+    html = _image_card_html(request, image, image.latest_analysis())
+    html += render_to_string("diagnosis/case_detail.html#review-image-option", {"image": image}, request=request)
+    return HttpResponse(html, status=status)
 
 
 @login_required

@@ -94,7 +94,13 @@ class Session:
         data = urlencode({**fields, "csrfmiddlewaretoken": self.csrf_token()}).encode()
         return self.request("POST", path, data, {"Content-Type": "application/x-www-form-urlencoded"})
 
-    def post_multipart(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> Response:
+    def post_multipart(
+        self,
+        path: str,
+        fields: dict[str, str],
+        files: dict[str, tuple[str, bytes, str]],
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         boundary = uuid.uuid4().hex
         parts: list[bytes] = []
         for name, value in {**fields, "csrfmiddlewaretoken": self.csrf_token()}.items():
@@ -107,7 +113,10 @@ class Session:
             parts.append(head.encode() + content + b"\r\n")
         parts.append(f"--{boundary}--\r\n".encode())
         return self.request(
-            "POST", path, b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            "POST",
+            path,
+            b"".join(parts),
+            {"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})},
         )
 
     # --- the nurse's steps ---
@@ -124,16 +133,23 @@ class Session:
             raise AssertionError(f"could not start a case: {response.status} {response.url}")
         return int(match.group(1))
 
-    def upload(self, case_id: int, photo: bytes, *, filename: str = "photo.jpg", body_part: str = "arm") -> int:
-        """Upload one tagged photo; returns the new image's id."""
+    def upload(
+        self, case_id: int, photo: bytes, *, filename: str = "photo.jpg", body_part: str = "arm", script: bool = True
+    ) -> int:
+        """Upload one tagged photo; returns the new image's id.
+
+        ``script``: as the case page's upload script sends it (answered with the new photo's card, 201); else as the
+        form posts without JavaScript (a redirect to the case page, which is fetched).
+        """
         content_type = "image/png" if filename.endswith(".png") else "image/jpeg"
         response = self.post_multipart(
             f"/cases/{case_id}/images",
             {"body_part": body_part, "stage": "early"},
             {"photo": (filename, photo, content_type)},
+            headers={"HX-Request": "true"} if script else None,
         )
         ids = [int(found) for found in re.findall(r'id="image-(\d+)"', response.body)]
-        if response.status != 200 or not ids:
+        if response.status != (201 if script else 200) or not ids:
             raise AssertionError(f"upload failed: {response.status} {response.body[:500]}")
         return max(ids)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -64,4 +65,28 @@ def test_a_clinician_reviews_the_riskiest_case_and_records_the_pcr(browser: Brow
     expect(page.locator(".case-status")).to_contain_text("Ground truth: mpox (pcr)")
     expect(page.locator("#lab .history")).to_contain_text("LAB-42")
     assert not errors
+    context.close()
+
+
+def test_a_photo_a_clinician_uploads_is_offered_to_the_review_form_without_a_reload(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    case_id = stack.session("nurse").start_case("MRN-0003")
+    photo = tmp_path / "lesion.jpg"
+    photo.write_bytes(jpeg_bytes())
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    page.get_by_label("Username").fill("clinician")
+    page.get_by_label("Password").fill(stack.passwords["clinician"])
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{stack.base_url}/cases/{case_id}/")
+    page.wait_for_load_state("load")
+    page.locator("input[type=file]").set_input_files(photo)
+    page.locator("#upload label.tag", has_text="Hand").click()
+    page.locator("#upload label.tag", has_text="Early").click()
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator(".image-card")).to_have_count(1)
+    image_id = page.locator(".image-card").get_attribute("id").removeprefix("image-")  # type: ignore[union-attr]
+    expect(page.locator("#review-image option")).to_have_text(["The whole case", f"Photo {image_id}: Hand"])
     context.close()

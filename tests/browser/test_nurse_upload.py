@@ -70,6 +70,35 @@ def test_a_nurse_uploads_a_tagged_photo_and_sees_the_result_and_heatmap(
     context.close()
 
 
+def test_photos_uploaded_one_after_another_join_the_page_without_reloading_it(
+    browser: Browser, stack: Stack, tmp_path: Path
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    start_case_as_nurse(page, stack, "MRN-2")
+    page.wait_for_load_state("load")
+    expect(page.get_by_text("No photos yet.")).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+    for index, part in enumerate(("Arm", "Leg")):
+        photo = tmp_path / f"lesion-{index}.jpg"
+        photo.write_bytes(jpeg_bytes(800, 600, seed=index))
+        page.locator("input[type=file]").set_input_files(photo)
+        page.locator("label.tag", has_text=part).click()
+        page.locator("label.tag", has_text="Early").click()
+        page.get_by_role("button", name="Upload and analyse").click()
+        expect(page.locator(".image-card")).to_have_count(index + 1)
+        # The form is ready for the next photo, as on a fresh page.
+        expect(page.locator("#file-name")).to_have_text("")
+        expect(page.locator("input[name=body_part]:checked")).to_have_count(0)
+        expect(page.get_by_role("button", name="Upload and analyse")).to_be_enabled()
+    expect(page.get_by_text("No photos yet.")).to_have_count(0)
+    for card in page.locator(".image-card").all():  # each card polls for its own result
+        expect(card.get_by_text("Most likely:")).to_be_visible(timeout=90_000)
+    expect(page.locator(".image-card").nth(1)).to_contain_text("Leg · Early")
+    assert page.evaluate("window.notReloaded") is True
+    context.close()
+
+
 def test_a_bad_file_is_refused_with_a_readable_message(browser: Browser, stack: Stack, tmp_path: Path) -> None:
     fake = tmp_path / "photo.jpg"
     fake.write_bytes(b"%PDF-1.4 not a photo at all" * 10)

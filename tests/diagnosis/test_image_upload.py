@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from diagnosis.models import Analysis, LesionImage
+from diagnosis.models import Analysis, AuditEntry, LesionImage
 from tests.conftest import client_for
 from tests.diagnosis.helpers import case_for
 from tests.photos import jpeg_bytes, other_format_bytes, pixel_flood_png, png_bytes, webp_bytes
@@ -17,10 +17,12 @@ from tests.photos import jpeg_bytes, other_format_bytes, pixel_flood_png, png_by
 pytestmark = pytest.mark.django_db
 
 
-def upload(client, case, data: bytes, name: str = "photo.jpg", **tags: str):
+def upload(client, case, data: bytes, name: str = "photo.jpg", *, script: bool = False, **tags: str):
+    """``script``: sent as the case page's upload script sends it (an XHR marked as htmx's)."""
     fields = {"body_part": "arm", "stage": "early", **tags}
     fields = {key: value for key, value in fields.items() if value is not None}
-    return client.post(f"/cases/{case.pk}/images", {"photo": SimpleUploadedFile(name, data), **fields})
+    headers = {"HX-Request": "true"} if script else {}
+    return client.post(f"/cases/{case.pk}/images", {"photo": SimpleUploadedFile(name, data), **fields}, headers=headers)
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -172,3 +174,44 @@ def test_exif_orientation_is_baked_into_the_stored_copy(nurse, private_storage) 
     upload(client_for(nurse), case_for(nurse), out.getvalue())
     image = LesionImage.objects.get()
     assert (image.width, image.height) == (200, 400)
+
+
+def test_the_page_script_gets_the_new_photo_s_card_instead_of_the_whole_page(nurse) -> None:
+    case = case_for(nurse)
+    response = upload(client_for(nurse), case, png_bytes(), "lesion.png", script=True, body_part="hand")
+    assert response.status_code == 201
+    image = LesionImage.objects.get()
+    body = response.content.decode()
+    assert f'id="image-{image.pk}"' in body
+    assert f'hx-get="/images/{image.pk}/status"' in body  # the card polls for its own result
+    assert "Queued" in body
+    assert f'<option value="{image.pk}">Photo {image.pk}: Hand</option>' in body  # for the review form's list
+    assert "<html" not in body
+    assert "Add a photo" not in body
+    assert image.analyses.get().status == Analysis.Status.QUEUED
+
+
+def test_a_script_upload_is_recorded_and_is_no_case_view(nurse) -> None:
+    case = case_for(nurse)
+    assert upload(client_for(nurse), case, png_bytes(), "lesion.png", script=True).status_code == 201
+    assert AuditEntry.objects.filter(action="upload", object_id=str(LesionImage.objects.get().pk)).count() == 1
+    assert not AuditEntry.objects.filter(action="case_view").exists()
+
+
+def test_a_script_upload_of_a_bad_file_is_refused_with_the_form_and_its_message(nurse, private_storage) -> None:
+    response = upload(client_for(nurse), case_for(nurse), b"not a photo at all", script=True)
+    assert response.status_code == 400
+    assert 'id="upload"' in response.content.decode()
+    assert "not a photo" in response.content.decode()
+    assert not LesionImage.objects.exists()
+    assert stored_files(private_storage) == []
+
+
+def test_an_upload_runs_a_fixed_number_of_queries(nurse, django_assert_max_num_queries) -> None:
+    case = case_for(nurse)
+    client = client_for(nurse)
+    for seed in range(3):  # the photos already on the case cost nothing
+        upload(client, case, png_bytes(seed=seed), "lesion.png", script=True)
+    # Session, user, roles, case, the two rows, the audit chain's head and entry, the card's analysis, 4 savepoints.
+    with django_assert_max_num_queries(13):
+        assert upload(client, case, png_bytes(seed=9), "lesion.png", script=True).status_code == 201

@@ -62,7 +62,8 @@ def test_a_nurse_uploads_a_photo_and_the_worker_stores_result_and_heatmaps(stack
 
 def test_an_analysis_whose_worker_died_is_sent_again_by_the_sweep(stack: Stack) -> None:
     nurse = stack.session("nurse")
-    image_id = nurse.upload(nurse.start_case("MRN-1"), png_bytes(320, 240), filename="lesion.png")
+    # Posted as the form does without JavaScript (redirected to the case page), so that path runs on the real stack.
+    image_id = nurse.upload(nurse.start_case("MRN-1"), png_bytes(320, 240), filename="lesion.png", script=False)
     nurse.wait_for_result(image_id)
     # What a SIGKILLed worker leaves behind: the row still running, its message gone for good.
     with sqlite3.connect(stack.var_dir / "db.sqlite3") as db:
