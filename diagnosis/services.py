@@ -237,7 +237,8 @@ def analysis_run(*, analysis_id: int) -> Analysis | None:
     if not claimed:
         logger.info("analysis %s is not queued (already taken or gone); skipping", analysis_id)
         return None
-    analysis = Analysis.objects.select_related("image").get(pk=analysis_id)
+    # The case and uploader too: the audit entry names the case, the webhook check looks at the uploader.
+    analysis = Analysis.objects.select_related("image__case", "image__uploaded_by").get(pk=analysis_id)
 
     try:
         with analysis.image.file.open("rb") as handle:
@@ -321,7 +322,7 @@ def _analysis_finish(analysis: Analysis, *, update_fields: list[str] | None = No
         detail["model_version"] = analysis.model_version.version
     with transaction.atomic():
         analysis.save(update_fields=update_fields)
-        _case_analysed(image_id=analysis.image_id)
+        _case_analysed(case_id=analysis.image.case_id)
         webhook_delivery_create(analysis=analysis)  # the submitting API client's notification, sent after commit
         # Last, so that the chain's writer lock is held only for the end of the transaction.
         audit_record(
@@ -335,19 +336,18 @@ def _analysis_finish(analysis: Analysis, *, update_fields: list[str] | None = No
     default_storage.delete(_decoded_copy_name(analysis.image.file.name))
 
 
-def _case_analysed(*, image_id: int) -> None:
+def _case_analysed(*, case_id: int) -> None:
     # A finished analysis, even a failed one, puts the case in front of a clinician; on a case already reviewed it
     # is a photo no clinician has seen, so the case goes back to the queue (a closed case stays closed).
     # Sending a reviewed case back raises its version, so a review form opened before the new photo is refused.
-    case_id = LesionImage.objects.values_list("case_id", flat=True).get(pk=image_id)
-    now = timezone.now()
-    Case.objects.filter(pk=case_id, status=Case.Status.AWAITING_ANALYSIS).update(
-        status=Case.Status.AWAITING_REVIEW, updated_at=now
+    # One statement with the risk refresh: every SET reads the row as it was, so the version follows the old status.
+    back = Q(status__in=[Case.Status.AWAITING_ANALYSIS, Case.Status.REVIEWED])
+    Case.objects.filter(pk=case_id).update(
+        status=SqlCase(When(back, then=Value(Case.Status.AWAITING_REVIEW)), default=F("status")),
+        version=F("version") + SqlCase(When(status=Case.Status.REVIEWED, then=1), default=0),
+        updated_at=SqlCase(When(back, then=Value(timezone.now())), default=F("updated_at")),
+        **_case_risk(),
     )
-    Case.objects.filter(pk=case_id, status=Case.Status.REVIEWED).update(
-        status=Case.Status.AWAITING_REVIEW, version=F("version") + 1, updated_at=now
-    )
-    case_risk_refresh(case_id=case_id)
 
 
 def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = None) -> int:
@@ -398,6 +398,11 @@ class StaleCaseError(Exception):
 
 def case_risk_refresh(*, case_id: int) -> None:
     """Store the case's highest mpox probability and its risk (that plus the queue bonuses), computed in SQL."""
+    Case.objects.filter(pk=case_id).update(**_case_risk())
+
+
+def _case_risk() -> dict[str, Any]:
+    """``ai_mpox_max`` and ``risk`` as expressions over the case's own photos, for an UPDATE of the case."""
     done = Analysis.objects.filter(image__case=OuterRef("pk"), status=Analysis.Status.DONE)
     mpox = Cast(KeyTextTransform("monkeypox", "probabilities"), FloatField())
     mpox_max = Subquery(done.annotate(p=mpox).order_by("-p").values("p")[:1], output_field=FloatField())
@@ -406,20 +411,14 @@ def case_risk_refresh(*, case_id: int) -> None:
     def bonus(condition: Exists, weight: float) -> SqlCase:
         return SqlCase(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
 
-    row = (
-        Case.objects.filter(pk=case_id)
-        .annotate(
-            mpox_now=Coalesce(mpox_max, Value(0.0)),
-            risk_now=F("mpox_now")
-            + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
-            + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
-            + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE),
-        )
-        .values("mpox_now", "risk_now")
-        .first()
+    mpox_now = Coalesce(mpox_max, Value(0.0))
+    risk = (
+        mpox_now
+        + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
+        + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
+        + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE)
     )
-    if row is not None:
-        Case.objects.filter(pk=case_id).update(ai_mpox_max=row["mpox_now"], risk=row["risk_now"])
+    return {"ai_mpox_max": mpox_now, "risk": risk}
 
 
 def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:

@@ -55,3 +55,28 @@ def test_the_worker_start_up_hook_loads_the_model_and_activates_it(db, predictor
     from diagnosis.models import ModelVersion
 
     assert ModelVersion.objects.get(active=True).weights_sha256 == predictor.weights_sha256
+
+
+def test_a_second_photo_s_result_leaves_a_case_awaiting_review_at_its_version(nurse, predictor) -> None:
+    case = case_for(nurse)
+    first, second = image_for(case), image_for(case, body_part="face", stage="later")
+    services.analysis_run(analysis_id=first.analyses.get().pk)
+    case.refresh_from_db()
+    shown, updated = case.version, case.updated_at
+    services.analysis_run(analysis_id=second.analyses.get().pk)
+    case.refresh_from_db()
+    assert (case.status, case.version, case.updated_at) == (Case.Status.AWAITING_REVIEW, shown, updated)
+    # The risk now counts both photos: the higher mpox probability, the early stage and the face.
+    mpox = max(analysis.mpox_probability for analysis in Analysis.objects.all())
+    assert case.risk == pytest.approx(mpox + services.PRIORITY_EARLY_STAGE + services.PRIORITY_SITE)
+
+
+def test_an_analysis_runs_a_fixed_number_of_queries(nurse, predictor, django_assert_max_num_queries) -> None:
+    case = case_for(nurse)
+    images = [image_for(case) for _ in range(3)]
+    services.analysis_run(analysis_id=images[0].analyses.get().pk)  # the model version row exists from here on
+    services.analysis_run(analysis_id=images[1].analyses.get().pk)
+    # Claim, the analysis with its photo, case and uploader, the model version, the result, the case's status and
+    # risk, the audit chain's head and entry; savepoints.
+    with django_assert_max_num_queries(12):
+        services.analysis_run(analysis_id=images[2].analyses.get().pk)
