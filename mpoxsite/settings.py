@@ -261,6 +261,10 @@ MPOX_CLAIM_MINUTES = envint("MPOX_CLAIM_MINUTES", "20")
 if MPOX_CLAIM_MINUTES < 1:
     raise ImproperlyConfigured("MPOX_CLAIM_MINUTES must be at least 1")
 MPOX_MAX_UPLOAD_BYTES = envint("MPOX_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
+# A photo within the limit is kept in memory while its request is handled (a few at a time, 20 MB each at most):
+# the original, GPS and all, never lands in a temporary file outside private storage, nor is written and read back.
+FILE_UPLOAD_MAX_MEMORY_SIZE = MPOX_MAX_UPLOAD_BYTES
+FILE_UPLOAD_HANDLERS = ["mpoxsite.uploads.MemoryPhotoUploadHandler", "mpoxsite.uploads.TemporaryPhotoUploadHandler"]
 MPOX_MAX_PIXELS = envint("MPOX_MAX_PIXELS", "50000000")
 # Analyses queued or running longer than this are put back on the queue (their worker died or the message was
 # lost); after MPOX_ANALYSIS_MAX_ATTEMPTS tries an analysis fails with a message instead.
