@@ -84,9 +84,10 @@ def overlay_png(
     left, top, right, bottom = centre_crop_box(photo.size, preprocessing)
     side = max(1, min(OVERLAY_MAX_SIDE, round(right - left)))
     crop = photo.resize((side, side), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-    colours = _jet(cv2.resize(_as_heatmap(heatmap), (side, side), interpolation=cv2.INTER_LINEAR))
-    blended = (1.0 - alpha) * np.asarray(crop, dtype=np.float32) + alpha * colours.astype(np.float32)
-    bgr = np.ascontiguousarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)[..., ::-1])
+    colours = _jet_bgr(cv2.resize(_as_heatmap(heatmap), (side, side), interpolation=cv2.INTER_LINEAR))
+    # Blended by OpenCV on 8-bit BGR, the order imencode takes: one pass (1.5 ms at 480 x 480) where numpy's float32
+    # arithmetic took eight (9-13 ms); the rounding differs by at most 1 in a few pixels in 10,000.
+    bgr = cv2.addWeighted(cv2.cvtColor(np.asarray(crop), cv2.COLOR_RGB2BGR), 1.0 - alpha, colours, alpha, 0.0)
     # Photo pixels leave deflate's string matching almost nothing to find after PNG's row filters, and trying all
     # five filters on every row (Pillow's way) buys little: one filter and Huffman coding alone, through libpng,
     # give a file 5% smaller than Pillow's at level 3 in a fifth of the time (4 ms instead of 22 at 480 x 480).
@@ -123,8 +124,12 @@ def _as_heatmap(heatmap: np.ndarray) -> np.ndarray:
 
 def _jet(values: np.ndarray) -> np.ndarray:
     """H x W in [0, 1] to H x W x 3 uint8 RGB through OpenCV's jet colour map (as pytorch_grad_cam draws it)."""
-    bgr = cv2.applyColorMap(np.rint(values * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return np.ascontiguousarray(_jet_bgr(values)[..., ::-1])
+
+
+def _jet_bgr(values: np.ndarray) -> np.ndarray:
+    """``_jet`` in OpenCV's channel order (BGR)."""
+    return cv2.applyColorMap(np.rint(values * 255).astype(np.uint8), cv2.COLORMAP_JET)
 
 
 def _png(image: Image.Image) -> bytes:
