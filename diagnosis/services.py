@@ -37,12 +37,9 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 from PIL import Image
@@ -50,6 +47,7 @@ from PIL import Image
 from diagnosis.access import ADMIN, ROLES, user_roles
 from diagnosis.audit import audit_record
 from diagnosis.models import (
+    MPOX_CLASS,
     Analysis,
     AuditEntry,
     Case,
@@ -340,14 +338,15 @@ def _case_analysed(*, case_id: int) -> None:
     # A finished analysis, even a failed one, puts the case in front of a clinician; on a case already reviewed it
     # is a photo no clinician has seen, so the case goes back to the queue (a closed case stays closed).
     # Sending a reviewed case back raises its version, so a review form opened before the new photo is refused.
-    # One statement with the risk refresh: every SET reads the row as it was, so the version follows the old status.
-    back = Q(status__in=[Case.Status.AWAITING_ANALYSIS, Case.Status.REVIEWED])
-    Case.objects.filter(pk=case_id).update(
-        status=SqlCase(When(back, then=Value(Case.Status.AWAITING_REVIEW)), default=F("status")),
-        version=F("version") + SqlCase(When(status=Case.Status.REVIEWED, then=1), default=0),
-        updated_at=SqlCase(When(back, then=Value(timezone.now())), default=F("updated_at")),
-        **_case_risk(),
-    )
+    # The case row is locked first: two photos of one case finishing at once are counted one after the other, the
+    # second refresh seeing the first one's committed result.
+    status = Case.objects.select_for_update().values_list("status", flat=True).get(pk=case_id)
+    changes: dict[str, Any] = _case_risk(case_id=case_id)
+    if status in (Case.Status.AWAITING_ANALYSIS, Case.Status.REVIEWED):
+        changes.update(status=Case.Status.AWAITING_REVIEW, updated_at=timezone.now())
+        if status == Case.Status.REVIEWED:
+            changes["version"] = F("version") + 1
+    Case.objects.filter(pk=case_id).update(**changes)
 
 
 def analysis_requeue_stale(*, older_than: timedelta, max_attempts: int | None = None) -> int:
@@ -397,28 +396,27 @@ class StaleCaseError(Exception):
 
 
 def case_risk_refresh(*, case_id: int) -> None:
-    """Store the case's highest mpox probability and its risk (that plus the queue bonuses), computed in SQL."""
-    Case.objects.filter(pk=case_id).update(**_case_risk())
+    """Store the case's highest mpox probability and its risk (that plus the queue bonuses)."""
+    Case.objects.filter(pk=case_id).update(**_case_risk(case_id=case_id))
 
 
-def _case_risk() -> dict[str, Any]:
-    """``ai_mpox_max`` and ``risk`` as expressions over the case's own photos, for an UPDATE of the case."""
-    done = Analysis.objects.filter(image__case=OuterRef("pk"), status=Analysis.Status.DONE)
-    mpox = Cast(KeyTextTransform("monkeypox", "probabilities"), FloatField())
-    mpox_max = Subquery(done.annotate(p=mpox).order_by("-p").values("p")[:1], output_field=FloatField())
-    images = LesionImage.objects.filter(case=OuterRef("pk"))
-
-    def bonus(condition: Exists, weight: float) -> SqlCase:
-        return SqlCase(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
-
-    mpox_now = Coalesce(mpox_max, Value(0.0))
-    risk = (
-        mpox_now
-        + bonus(Exists(images.filter(stage=LesionImage.Stage.EARLY)), PRIORITY_EARLY_STAGE)
-        + bonus(Exists(images.filter(body_part__in=PRIORITY_SITES)), PRIORITY_SITE)
-        + bonus(Exists(done.filter(inconclusive=True)), PRIORITY_INCONCLUSIVE)
+def _case_risk(*, case_id: int) -> dict[str, float]:
+    """``ai_mpox_max`` and ``risk`` from the case's photos and their analyses (one query, summed here: the same
+    arithmetic in SQL costs more to build through the ORM than to run)."""
+    rows = (
+        LesionImage.objects.filter(case_id=case_id)
+        .order_by()
+        .values_list("stage", "body_part", "analyses__status", "analyses__probabilities", "analyses__inconclusive")
     )
-    return {"ai_mpox_max": mpox_now, "risk": risk}
+    mpox, early, site, inconclusive = 0.0, False, False, False
+    for stage, body_part, status, probabilities, unsure in rows:
+        early = early or stage == LesionImage.Stage.EARLY
+        site = site or body_part in PRIORITY_SITES
+        if status == Analysis.Status.DONE:
+            mpox = max(mpox, float(probabilities.get(MPOX_CLASS, 0.0)))
+            inconclusive = inconclusive or bool(unsure)
+    risk = mpox + PRIORITY_EARLY_STAGE * early + PRIORITY_SITE * site + PRIORITY_INCONCLUSIVE * inconclusive
+    return {"ai_mpox_max": mpox, "risk": risk}
 
 
 def case_queue(*, cases: QuerySet[Case], now: datetime) -> QuerySet[Case]:

@@ -76,7 +76,7 @@ def test_an_analysis_runs_a_fixed_number_of_queries(nurse, predictor, django_ass
     images = [image_for(case) for _ in range(3)]
     services.analysis_run(analysis_id=images[0].analyses.get().pk)  # the model version row exists from here on
     services.analysis_run(analysis_id=images[1].analyses.get().pk)
-    # Claim, the analysis with its photo, case and uploader, the model version, the result, the case's status and
-    # risk, the audit chain's head and entry (and its lock on PostgreSQL); savepoints.
-    with django_assert_max_num_queries(12 + (connection.vendor == "postgresql")):
+    # Claim, the analysis with its photo, case and uploader, the model version, the result, the case (locked), its
+    # photos and their analyses, its update, the audit chain's head and entry (and its lock on PostgreSQL); savepoints.
+    with django_assert_max_num_queries(14 + (connection.vendor == "postgresql")):
         services.analysis_run(analysis_id=images[2].analyses.get().pk)
