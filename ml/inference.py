@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -102,17 +103,31 @@ class _OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or available_cores()
+        # One intra-op thread per image: at this network's size, splitting one image over two threads costs more in
+        # synchronisation than it gains (2.3 ms with one thread, 4.8 ms with two, on the 2-core machine). A batch
+        # uses the cores by running its images side by side instead (``run``).
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.weights_sha256 = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256_KEY, "")
+        self.parallel_images = max(1, threads or available_cores())
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _one(self, image: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image[None]})  # type: ignore[no-any-return]
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # The export takes one image at a time (see ml.export).
-        outputs = [self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch[i : i + 1]}) for i in range(len(batch))]
+        # The export takes one image at a time (see ml.export); ONNX Runtime releases the GIL while it runs, so a
+        # thread per core runs a batch's images in parallel.
+        if len(batch) > 1 and self.parallel_images > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.parallel_images, thread_name_prefix="onnx")
+            outputs = list(self._pool.map(self._one, batch))
+        else:
+            outputs = [self._one(image) for image in batch]
         return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
 
@@ -143,8 +158,9 @@ class Predictor:
         ``backend="auto"`` uses ONNX Runtime with the export at ``onnx_path`` (default: the weights path with
         ``.onnx``) when it was made from these weights, otherwise exports the checkpoint into ``ONNX_CACHE_DIR``;
         should that fail it falls back to torch eager, with a warning. ``"onnx"`` raises instead of falling back.
-        ``threads`` caps the intra-op threads (ONNX Runtime defaults to every available core); for torch it sets
-        ``torch.set_num_threads``, which is process-wide.
+        ``threads`` caps the cores used: ONNX Runtime runs each image on one thread and a batch's images on up to
+        ``threads`` threads at once (default: every available core); for torch it sets ``torch.set_num_threads``,
+        which is process-wide.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")

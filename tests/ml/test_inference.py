@@ -135,6 +135,16 @@ def test_a_batch_gives_what_single_predictions_give(on_onnx) -> None:
         assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
 
 
+def test_a_batch_spread_over_threads_keeps_each_photo_with_its_own_result(weights, onnx_file) -> None:
+    spread = Predictor.load(weights, backend="onnx", threads=3)
+    images = [encode(photo(224, 224, seed=20 + i), "PNG") for i in range(5)]
+    together = spread.predict_batch(images)
+    for image, batched in zip(images, together, strict=True):
+        single = spread.predict(image)
+        assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
+        assert np.allclose(batched.heatmap, single.heatmap, atol=1e-6)
+
+
 def test_it_is_safe_to_share_between_threads(on_onnx, on_torch) -> None:
     images = [encode(photo(224, 224, seed=i), "PNG") for i in range(3)]
     for predictor in (on_onnx, on_torch):
