@@ -142,6 +142,8 @@ def test_a_batch_spread_over_threads_keeps_each_photo_with_its_own_result(weight
     for image, batched in zip(images, together, strict=True):
         single = spread.predict(image)
         assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
+        assert batched.heatmap is not None
+        assert single.heatmap is not None
         assert np.allclose(batched.heatmap, single.heatmap, atol=1e-6)
 
 
