@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import User
 
 from diagnosis import services
-from diagnosis.models import Analysis, Case, LesionImage
+from diagnosis.models import Analysis, Case, LesionImage, Review
 from tests.photos import jpeg_bytes
 
 
@@ -46,6 +47,14 @@ def finished_analysis(image: LesionImage, **fields: object) -> Analysis:
         setattr(analysis, name, value)
     analysis.save()
     return analysis
+
+
+def review_for(case: Case, clinician: User, **fields: Any) -> Review:
+    """A clinician's review of the case at its current version (by default: mpox, sure, isolate and test)."""
+    case.refresh_from_db()
+    decision: dict[str, Any] = {"label": "mpox", "confidence": "sure", "disposition": "isolate_and_test"}
+    decision.update(fields)
+    return services.review_record(case=case, reviewer=clinician, expected_version=case.version, **decision)
 
 
 def case_awaiting_review(

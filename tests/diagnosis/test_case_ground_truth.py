@@ -7,7 +7,7 @@ import pytest
 
 from diagnosis import services
 from diagnosis.services import GroundTruth
-from tests.diagnosis.helpers import case_awaiting_review
+from tests.diagnosis.helpers import case_awaiting_review, review_for
 
 pytestmark = pytest.mark.django_db
 
@@ -15,8 +15,7 @@ DECISION: dict[str, Any] = {"confidence": "sure", "disposition": "test_only"}
 
 
 def review(case, clinician, label: str):
-    case.refresh_from_db()
-    return services.review_record(case=case, reviewer=clinician, expected_version=case.version, label=label, **DECISION)
+    return review_for(case, clinician, label=label, **DECISION)
 
 
 def lab(case, clinician, pcr: str, day: int = 1):

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from diagnosis import api_auth, services, tasks
 from diagnosis.models import Analysis, AuditEntry, Case, ModelVersion
-from tests.diagnosis.helpers import case_for, finished_analysis, image_for
+from tests.diagnosis.helpers import case_for, finished_analysis, image_for, review_for
 from tests.fhir.conftest import fhir_json, fhir_valid, system_with
 from tests.photos import jpeg_bytes
 
@@ -155,15 +155,7 @@ def test_the_report_goes_from_preliminary_to_final_to_amended(predictor, clinici
 def test_a_review_given_before_a_new_photos_result_does_not_finalise_it(nurse, clinician) -> None:
     case = case_for(nurse, PATIENT)
     first = finished_analysis(image_for(case))
-    case.refresh_from_db()
-    services.review_record(
-        case=case,
-        reviewer=clinician,
-        expected_version=case.version,
-        label="mpox",
-        confidence="sure",
-        disposition="isolate_and_test",
-    )
+    review_for(case, clinician)
     second = finished_analysis(image_for(case, body_part="genital"))
     third = finished_analysis(image_for(case, body_part="close_range"))
     reader = system_with("read")
@@ -171,16 +163,7 @@ def test_a_review_given_before_a_new_photos_result_does_not_finalise_it(nurse, c
     assert read(reader, second.pk)["status"] == "preliminary"
 
     # A review of one photo finalises that photo's report only.
-    case.refresh_from_db()
-    services.review_record(
-        case=case,
-        reviewer=clinician,
-        expected_version=case.version,
-        label="mpox",
-        confidence="probable",
-        disposition="isolate_and_test",
-        image=second.image,
-    )
+    review_for(case, clinician, confidence="probable", image=second.image)
     second_report = read(reader, second.pk)
     assert second_report["status"] == "final"
     assert read(reader, third.pk)["status"] == "preliminary"
@@ -281,15 +264,7 @@ def test_the_rate_limit_answers_429_as_an_operation_outcome(nurse, settings) -> 
 def test_a_label_without_a_disorder_code_concludes_in_text(nurse, clinician) -> None:
     case = case_for(nurse, PATIENT)
     analysis = finished_analysis(image_for(case))
-    case.refresh_from_db()
-    services.review_record(
-        case=case,
-        reviewer=clinician,
-        expected_version=case.version,
-        label="other",
-        confidence="probable",
-        disposition="refer_dermatology",
-    )
+    review_for(case, clinician, label="other", confidence="probable", disposition="refer_dermatology")
     report = read(system_with("read"), analysis.pk)
     assert report["conclusionCode"] == [{"text": "Other skin condition"}]
     assert report["conclusion"].endswith(

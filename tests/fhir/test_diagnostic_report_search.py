@@ -9,9 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from diagnosis import services
 from diagnosis.models import Analysis, AuditEntry
-from tests.diagnosis.helpers import case_for, finished_analysis, image_for
+from tests.diagnosis.helpers import case_for, finished_analysis, image_for, review_for
 from tests.fhir.conftest import fhir_json, system_with
 
 pytestmark = pytest.mark.django_db
@@ -34,15 +33,7 @@ def reports(nurse, clinician) -> dict[str, Analysis]:
     preliminary = finished_analysis(image_for(alice))
     reviewed_case = case_for(nurse, ALICE)
     final = finished_analysis(image_for(reviewed_case))
-    reviewed_case.refresh_from_db()
-    services.review_record(
-        case=reviewed_case,
-        reviewer=clinician,
-        expected_version=reviewed_case.version,
-        label="mpox",
-        confidence="sure",
-        disposition="isolate_and_test",
-    )
+    review_for(reviewed_case, clinician)
     queued = image_for(case_for(nurse, ALICE)).analyses.get()
     bob = finished_analysis(image_for(case_for(nurse, BOB)))
     return {"preliminary": preliminary, "final": final, "queued": queued, "bob": bob}
@@ -171,15 +162,7 @@ def test_a_page_costs_the_same_queries_however_many_reports_it_holds(nurse, clin
     def add_reviewed_case(identifier: str) -> None:
         case = case_for(nurse, identifier)
         finished_analysis(image_for(case))
-        case.refresh_from_db()
-        services.review_record(
-            case=case,
-            reviewer=clinician,
-            expected_version=case.version,
-            label="mpox",
-            confidence="sure",
-            disposition="isolate_and_test",
-        )
+        review_for(case, clinician)
 
     add_reviewed_case("MRN-1")
     few = queries_for_a_search()
