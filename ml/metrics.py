@@ -8,7 +8,8 @@
   across the compared models. A metric on which every model ties (max == min) normalises to 0 for all of them: it
   does not separate the models, so it adds nothing to any score.
 * One-vs-rest ROC curves and AUC per class, macro (mean of the class AUCs) and micro (all decisions pooled).
-* ``choose_max_probability_threshold``: the inconclusive rule, chosen on known-class validation predictions only.
+* ``choose_threshold``: the inconclusive rule's threshold on any confidence score, chosen on known-class
+  validation predictions only.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ CONFIDENCE_METHODS = ("max_probability", "certainty")
 def confidence(probs: np.ndarray, method: str = "max_probability") -> np.ndarray:
     """Per prediction, how sure the model is (higher = surer): ``max_probability`` (the top softmax probability,
     what the site's rule uses) or ``certainty`` (1 - entropy / log(classes), in [0, 1]). Logit-based scores such as
-    the energy score cannot be computed from stored probabilities: softmax discards the logits' scale."""
+    the energy score needs the logits (``ml.ood.energy``): softmax discards their scale."""
     probs = np.asarray(probs, dtype=np.float64)
     if method == "max_probability":
         return probs.max(axis=1)
@@ -165,19 +166,6 @@ def confidence(probs: np.ndarray, method: str = "max_probability") -> np.ndarray
         entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1)
         return 1.0 - entropy / np.log(probs.shape[1])
     raise ValueError(f"unknown confidence method {method!r}; choose from {', '.join(CONFIDENCE_METHODS)}")
-
-
-def mpox_recall(
-    probs: np.ndarray,
-    y_true: Sequence[int] | np.ndarray,
-    mpox_index: int,
-    threshold: float = 0.0,
-    method: str = "max_probability",
-) -> float:
-    """Recall of the mpox class when predictions whose confidence is below ``threshold`` are inconclusive
-    (an inconclusive mpox photo counts as missed)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    return recall_with_threshold(confidence(probs, method), probs.argmax(axis=1), y_true, mpox_index, threshold)
 
 
 def recall_with_threshold(
@@ -219,27 +207,3 @@ def choose_threshold(
         else:
             break
     return best
-
-
-def choose_max_probability_threshold(
-    probs: np.ndarray,
-    y_true: Sequence[int] | np.ndarray,
-    mpox_index: int,
-    max_recall_drop: float = 0.05,
-    margin: float = 0.01,
-    method: str = "max_probability",
-) -> float:
-    """``choose_threshold`` on a softmax confidence (see ``confidence``); 0.0 (rule disabled) when none fits."""
-    probs = np.asarray(probs, dtype=np.float64)
-    threshold = choose_threshold(
-        confidence(probs, method), probs.argmax(axis=1), y_true, mpox_index, max_recall_drop, margin
-    )
-    return 0.0 if threshold is None else threshold
-
-
-def flagged_fraction(probs: np.ndarray, threshold: float, method: str = "max_probability") -> float:
-    """The share of predictions whose confidence is below ``threshold`` (called inconclusive)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.size == 0:
-        return 0.0
-    return float((confidence(probs, method) < threshold).mean())

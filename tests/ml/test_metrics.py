@@ -49,15 +49,17 @@ def test_threshold_keeps_mpox_recall_within_the_budget() -> None:
     y_true = rng.integers(0, 3, 400)
     logits = rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[y_true]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    threshold = metrics.choose_max_probability_threshold(probs, y_true, 1, max_recall_drop=0.05, margin=0.01)
-    before = metrics.mpox_recall(probs, y_true, 1)
+    scores, predicted = metrics.confidence(probs), probs.argmax(axis=1)
+    threshold = metrics.choose_threshold(scores, predicted, y_true, 1, max_recall_drop=0.05, margin=0.01)
+    assert threshold is not None
+    before = metrics.recall_with_threshold(scores, predicted, y_true, 1)
     assert threshold > 0.4
-    assert before - metrics.mpox_recall(probs, y_true, 1, threshold) <= 0.04 + 1e-9
+    assert before - metrics.recall_with_threshold(scores, predicted, y_true, 1, threshold) <= 0.04 + 1e-9
     # The next candidate up would break the budget: it is the largest allowed.
-    higher = np.unique(probs.max(axis=1))
+    higher = np.unique(scores)
     higher = higher[higher > threshold][0]
-    assert before - metrics.mpox_recall(probs, y_true, 1, float(higher)) > 0.04
-    assert 0 < metrics.flagged_fraction(probs, threshold) < 1
+    assert before - metrics.recall_with_threshold(scores, predicted, y_true, 1, float(higher)) > 0.04
+    assert 0 < (scores < threshold).mean() < 1
 
 
 def test_roc_gives_class_macro_and_micro_auc() -> None:
