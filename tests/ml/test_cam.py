@@ -9,7 +9,7 @@ from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from ml.cam import OVERLAY_MAX_SIDE, class_activation_maps, heatmap_png, overlay_png
+from ml.cam import OVERLAY_MAX_SIDE, _png, class_activation_maps, heatmap_png, overlay_png
 from ml.checkpoint import Preprocessing
 from ml.imaging import centre_crop_box
 from ml.model import FastMpoxNet
@@ -123,3 +123,19 @@ def test_the_heatmap_png_is_transparent_where_the_heat_is_zero() -> None:
 def test_the_heatmap_png_refuses_a_batch() -> None:
     with pytest.raises(ValueError, match="H x W"):
         heatmap_png(np.zeros((2, 8, 8)))
+
+
+@pytest.mark.parametrize(("channels", "mode"), [(3, "RGB"), (4, "RGBA")])
+def test_the_png_writer_is_lossless_for_any_pixels(channels, mode) -> None:
+    # Random pixels make the Sub filter's differences wrap around 0 and 255 everywhere.
+    pixels = np.random.default_rng(7).integers(0, 256, size=(37, 53, channels), dtype=np.uint8)
+    image = decode_png(_png(pixels))
+    assert image.mode == mode
+    assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_the_png_writer_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        _png(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        _png(np.zeros((4, 4), dtype=np.uint8))
