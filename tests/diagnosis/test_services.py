@@ -90,6 +90,13 @@ def test_analysis_run_gives_the_model_the_same_input_as_the_bare_pipeline(nurse,
     assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
 
 
+def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the photo was decoded again")
+
+    monkeypatch.setattr(services, "open_image", no_decode)
+
+
 def test_the_worker_reuses_the_upload_s_decode_of_a_large_jpeg_and_then_deletes_it(
     nurse, predictor, private_storage, monkeypatch
 ) -> None:
@@ -99,10 +106,7 @@ def test_the_worker_reuses_the_upload_s_decode_of_a_large_jpeg_and_then_deletes_
     with image.file.open("rb") as handle:
         bare = predictor.predict(handle.read())
 
-    def no_decode(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the photo was decoded again")
-
-    monkeypatch.setattr(services, "open_image", no_decode)
+    forbid_decoding(monkeypatch)
     analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
 
     assert analysis is not None
@@ -111,10 +115,26 @@ def test_the_worker_reuses_the_upload_s_decode_of_a_large_jpeg_and_then_deletes_
     assert not copy.exists()
 
 
-def test_a_small_photo_or_a_png_leaves_no_decoded_copy(nurse, private_storage) -> None:
+def test_the_worker_reuses_the_upload_s_decode_of_a_png(nurse, predictor, private_storage, monkeypatch) -> None:
+    image = image_for(case_for(nurse), data=png_bytes(640, 480))
+    copy = private_storage / f"{image.file.name}.decoded.ppm"
+    assert copy.is_file()
+    with image.file.open("rb") as handle:
+        bare = predictor.predict(handle.read())
+
+    forbid_decoding(monkeypatch)
+    analysis = services.analysis_run(analysis_id=image.analyses.get().pk)
+
+    assert analysis is not None
+    assert analysis.probabilities == pytest.approx(dict(bare.probabilities), abs=1e-6)
+    assert not copy.exists()
+
+
+def test_a_photo_too_large_to_keep_decoded_leaves_no_decoded_copy(nurse, private_storage, monkeypatch) -> None:
+    monkeypatch.setattr(services, "DECODED_COPY_MAX_BYTES", 200_000)
     case = case_for(nurse)
-    image_for(case, data=jpeg_bytes(640, 480))  # its raw pixels would be larger than the JPEG
-    image_for(case, data=png_bytes(640, 480))
+    image_for(case, data=png_bytes(640, 480))  # 921,600 bytes of raw pixels
+    image_for(case, data=jpeg_bytes(2560, 1920))  # 230,400 at the check's scale (1/8: 320 x 240)
     assert not [path for path in files_under(private_storage) if path.name.endswith(".ppm")]
 
 

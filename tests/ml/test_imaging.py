@@ -350,15 +350,27 @@ def test_strip_metadata_and_decode_hands_on_the_check_s_decode_of_a_jpeg_stored_
     assert np.array_equal(np.asarray(decoded), np.asarray(expected))
 
 
-@pytest.mark.parametrize("kind", ["turned JPEG", "JPEG with a profile", "PNG"])
+def test_strip_metadata_and_decode_hands_on_the_check_s_decode_of_a_plain_png() -> None:
+    original = encode(photo(640, 480), "PNG")
+
+    stored, decoded = strip_metadata_and_decode(original, target_short_side=224)
+
+    assert stored == strip_metadata(original)
+    assert decoded is not None
+    expected = open_image(stored, target_short_side=224)  # a PNG is never scaled down
+    assert decoded.size == expected.size == decoded_size(stored, target_short_side=224) == (640, 480)
+    assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+
+
+@pytest.mark.parametrize("kind", ["turned JPEG", "JPEG with a profile", "PNG with a profile"])
 def test_strip_metadata_and_decode_hands_on_nothing_when_the_stored_copy_is_not_what_was_decoded(kind) -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     if kind == "turned JPEG":
         original = with_orientation(photo(64, 48), "JPEG", 6)
     elif kind == "JPEG with a profile":
-        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
         original = encode(photo(64, 48), "JPEG", icc_profile=srgb)
     else:
-        original = encode(photo(64, 48), "PNG")
+        original = encode(photo(64, 48), "PNG", icc_profile=srgb)
     stored, decoded = strip_metadata_and_decode(original)
     assert stored == strip_metadata(original)
     assert decoded is None
@@ -371,6 +383,15 @@ def test_strip_metadata_and_decode_hands_on_nothing_when_the_stored_copy_is_not_
 def test_decoded_size_is_the_size_open_image_gives(fmt, size, orientation, target) -> None:
     data = with_orientation(photo(*size), fmt, orientation)
     assert decoded_size(data, target_short_side=target) == open_image(data, target_short_side=target).size
+
+
+def test_decoded_size_reads_a_plain_png_s_header_without_decoding_its_pixels() -> None:
+    stored = strip_metadata(encode(photo(640, 480), "PNG"))
+    pixels = stored.index(b"IDAT") + 4
+    damaged = stored[:pixels] + b"\xff" * 64 + stored[pixels + 64 :]  # same chunk lengths; the pixels cannot be decoded
+    assert decoded_size(damaged) == (640, 480)
+    with pytest.raises(CorruptImageError):
+        open_image(damaged)
 
 
 def test_strip_metadata_rejects_what_open_image_rejects() -> None:
