@@ -48,14 +48,17 @@ def class_activation_maps(
     if indices.shape != (batch,):
         raise ValueError(f"need one class index per image: {batch} images, {indices.shape} indices")
     weights = fc_weight[indices].astype(np.float32) / np.float32(height * width)
-    cams = np.maximum(np.einsum("nc,nchw->nhw", weights, features.astype(np.float32, copy=False)), 0)
+    flat = features.astype(np.float32, copy=False).reshape(batch, -1, height * width)
+    cams = np.maximum(np.matmul(weights[:, None, :], flat).reshape(batch, height, width), 0)
     out = np.empty((batch, size, size), dtype=np.float32)
     for i, cam in enumerate(cams):
         # pytorch_grad_cam normalises per layer, resizes, then normalises again after averaging the layers. The
-        # second pass works in place: fresh 200 kB temporaries cost more than the arithmetic.
+        # second pass works in place (fresh 200 kB temporaries cost more than the arithmetic) and takes the minimum
+        # and maximum in one OpenCV pass: max(x - min) is max - min exactly, since rounding is monotonic.
         cv2.resize(_normalise(cam), (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
-        out[i] -= out[i].min()
-        out[i] /= np.float32(1e-7) + out[i].max()
+        low, high = (np.float32(v) for v in cv2.minMaxLoc(out[i])[:2])
+        out[i] -= low
+        out[i] /= np.float32(1e-7) + (high - low)
     return out
 
 

@@ -35,7 +35,7 @@ from ml.checkpoint import (
     file_sha256,
     load_checkpoint,
 )
-from ml.export import INPUT_NAME, OUTPUT_NAMES, WEIGHTS_SHA256_KEY, export_onnx
+from ml.export import EXPORT_VERSION, INPUT_NAME, OUTPUT_NAMES, WEIGHTS_SHA256_KEY, export_onnx
 from ml.imaging import as_rgb, centre_crop, open_image
 from ml.model import FastMpoxNet
 
@@ -47,7 +47,8 @@ Backend = Literal["auto", "onnx", "torch"]
 ImageInput = bytes | str | Path | Image.Image
 
 # Where an ONNX export is written when the one beside the weights is missing or stale (the weights folder may be
-# read-only in a container). Files are named by the weights' hash, so processes share them safely.
+# read-only in a container). Files are named by the weights' hash and the export version, so processes share them
+# safely.
 ONNX_CACHE_DIR = Path(tempfile.gettempdir()) / "mpox-triage-onnx"
 
 
@@ -114,15 +115,19 @@ class _OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.weights_sha256 = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256_KEY, "")
         self.parallel_images = max(1, threads or available_cores())
+        self._output_names = list(OUTPUT_NAMES)
         self._pool: ThreadPoolExecutor | None = None
 
     def _one(self, image: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image[None]})  # type: ignore[no-any-return]
+        return self.session.run(self._output_names, {INPUT_NAME: image[None]})  # type: ignore[no-any-return]
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(batch) == 1:
+            logits, features = self._one(batch[0])
+            return logits, features
         # The export takes one image at a time (see ml.export); ONNX Runtime releases the GIL while it runs, so a
         # thread per core runs a batch's images in parallel.
-        if len(batch) > 1 and self.parallel_images > 1:
+        if self.parallel_images > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.parallel_images, thread_name_prefix="onnx")
             outputs = list(self._pool.map(self._one, batch))
@@ -267,7 +272,7 @@ def _open_onnx(
         logger.warning("%s was exported from other weights than %s; using a fresh export", path, weights)
     else:
         logger.info("no ONNX export at %s; exporting %s", path, weights)
-    cached = ONNX_CACHE_DIR / f"{checkpoint.arch}-{sha[:16]}.onnx"
+    cached = ONNX_CACHE_DIR / f"{checkpoint.arch}-{sha[:16]}-v{EXPORT_VERSION}.onnx"
     if not cached.is_file():
         export_onnx(checkpoint, cached, weights_sha256=sha)
     runner = _OnnxRunner(cached, threads)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ml.checkpoint import PAPER_CLASSES, file_sha256, load_checkpoint
-from ml.export import export_onnx, main
-from ml.model import FastMpoxNet
+from ml.export import EXPORT_VERSION, export_onnx, main, pad_stem
+from ml.model import FastMpoxNet, fast_mpoxnet
 from tests.ml.factories import calibrated_model, checkpoint_for
 
 
@@ -52,6 +52,42 @@ def test_the_export_records_which_weights_it_came_from(weights, exported) -> Non
     assert json.loads(metadata["class_names"]) == list(PAPER_CLASSES)
     assert metadata["input_size"] == "224"
     assert metadata["arch"] == "fast_mpoxnet"
+    assert metadata["export_version"] == str(EXPORT_VERSION)
+
+
+@pytest.mark.parametrize("stem_channels", [24, 32])
+def test_the_padded_stem_computes_exactly_what_the_model_computes(stem_channels) -> None:
+    torch.manual_seed(3)
+    channels = (stem_channels, 48, 96, 192, 256)
+    model = fast_mpoxnet(num_classes=4, aux_heads=False, stage_channels=channels, stage_repeats=(2, 2, 2))
+    with torch.no_grad():  # non-trivial batch-norm shifts and statistics
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.bias.normal_(0, 0.5)
+            norm.register_buffer("running_mean", torch.randn(norm.num_features) * 0.5)
+            norm.register_buffer("running_var", torch.rand(norm.num_features) * 1.5 + 0.5)
+    model.eval()
+    padded = pad_stem(model).eval()
+    images = torch.randn(2, 3, 64, 64)
+
+    with torch.inference_mode():
+        assert torch.equal(padded.forward_features(images), model.forward_features(images))
+        assert torch.equal(padded(images), model(images))
+    convs = [m for m in padded.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].out_channels == 32
+    assert next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).out_channels == stem_channels
+
+
+def test_the_export_runs_the_stem_in_onnx_runtime_blocks_without_layout_changes(exported, tmp_path) -> None:
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+
+    ops = [node.op_type for node in nodes]
+    assert ops.count("Gelu") == 40  # one node per GELU, not an Erf pattern
+    if any(node.domain == "com.microsoft.nchwc" for node in nodes):  # the blocked layout is x86-only
+        stem = next(node for node in nodes if node.op_type == "MaxPool")
+        assert stem.domain == "com.microsoft.nchwc"  # not reordered to plain NCHW around the max pool
 
 
 def test_the_command_writes_beside_the_weights_and_leaves_no_temporary_file(weights, tmp_path) -> None:

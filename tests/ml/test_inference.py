@@ -13,7 +13,7 @@ from PIL import Image
 import ml.cam
 import ml.inference
 from ml.checkpoint import PAPER_CLASSES, CheckpointError, Preprocessing, file_sha256
-from ml.export import export_onnx
+from ml.export import EXPORT_VERSION, export_onnx
 from ml.imaging import CorruptImageError
 from ml.inference import Prediction, Predictor, to_input
 from tests.ml.factories import calibrated_model, checkpoint_for, encode, photo
@@ -189,7 +189,7 @@ def test_auto_replaces_a_stale_export_with_a_fresh_one(tmp_path, onnx_file, onnx
 
     assert predictor.backend == "onnx"
     assert "exported from other weights" in caplog.text
-    assert [p.name for p in onnx_cache.iterdir()] == [f"fast_mpoxnet-{file_sha256(path)[:16]}.onnx"]
+    assert [p.name for p in onnx_cache.iterdir()] == [f"fast_mpoxnet-{file_sha256(path)[:16]}-v{EXPORT_VERSION}.onnx"]
     eager = Predictor.load(path, backend="torch")
     image = encode(photo(seed=9), "PNG")
     assert predictor.predict(image).probabilities == pytest.approx(eager.predict(image).probabilities, abs=1e-5)
