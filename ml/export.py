@@ -28,6 +28,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,19 @@ from torch import Tensor, nn
 from ml.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, file_sha256, load_checkpoint
 from ml.model import FastMpoxNet, InvertedResidual
 
-__all__ = ["EXPORT_VERSION", "INPUT_NAME", "OUTPUT_NAMES", "WEIGHTS_SHA256_KEY", "export_onnx", "main", "pad_stem"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "EXPORT_VERSION",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+    "WEIGHTS_SHA256_KEY",
+    "export_onnx",
+    "main",
+    "pad_stem",
+    "split_at_fusion",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +56,13 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "features")
 WEIGHTS_SHA256_KEY = "weights_sha256"
 OPSET = 20
-# Raised whenever the exported graph changes (2: opset 20 and the padded stem), so that cached exports, which are
+# Raised whenever the exported graph changes (2: opset 20 and the padded stem; 3: shapes folded and the fusion's
+# inputs named), so that cached exports, which are
 # named by the weights' hash and this number, are made again.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
+# Tensors named in the export so that ``ml.inference`` can cut the graph around the ABLGFM fusion: the stage-2 map
+# (``low``), its projection (``low_projected``) and the stage-5 map (``high``); see ``split_at_fusion``.
+LOW, LOW_PROJECTED, HIGH = "low", "low_projected", "high"
 # ONNX Runtime's blocked-layout (NCHWc) channel block on AVX-512; a multiple of the AVX2 block (8) too.
 CHANNEL_BLOCK = 16
 
@@ -156,7 +173,7 @@ def export_onnx(checkpoint: Checkpoint, out: str | Path, *, weights_sha256: str)
                 opset_version=OPSET,
                 dynamo=False,
             )
-        proto = onnx.load(str(tmp))
+        proto = _name_fusion_inputs(_constant_folded(tmp))
         metadata = {
             WEIGHTS_SHA256_KEY: weights_sha256,
             "arch": checkpoint.arch,
@@ -174,6 +191,69 @@ def export_onnx(checkpoint: Checkpoint, out: str | Path, *, weights_sha256: str)
         tmp.unlink(missing_ok=True)
     logger.info("exported %s weights sha256:%s to %s", checkpoint.arch, weights_sha256[:12], out)
     return out
+
+
+def split_at_fusion(path: str | Path) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The export at ``path`` cut into four serialised graphs: ``image -> low``, ``low -> high`` (stages 3-5),
+    ``low -> low_projected`` (the fusion's projection of stage 2) and ``low_projected, high -> logits, features``.
+
+    The second and third are independent, so two cores can run them at once. ``None`` for an export older than
+    version 3, which has no named fusion inputs.
+    """
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(path))
+    produced = {name for node in model.graph.node for name in node.output}
+    if not {LOW, LOW_PROJECTED, HIGH} <= produced:
+        return None
+    extractor = Extractor(onnx.shape_inference.infer_shapes(model))
+    cuts = (
+        ([INPUT_NAME], [LOW]),
+        ([LOW], [HIGH]),
+        ([LOW], [LOW_PROJECTED]),
+        ([LOW_PROJECTED, HIGH], list(OUTPUT_NAMES)),
+    )
+    first, second, third, fourth = (extractor.extract_model(i, o).SerializeToString() for i, o in cuts)
+    return first, second, third, fourth
+
+
+def _constant_folded(path: Path) -> onnx.ModelProto:
+    """The graph at ``path`` after ONNX Runtime's basic, hardware-independent optimisations: the tracer's shape
+    arithmetic (Shape, Gather, Div...) folded into constants, so that the graph can be cut anywhere."""
+    import onnx
+    import onnxruntime as ort
+
+    folded = path.with_name(f"{path.name}.folded")
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(folded))
+    finally:
+        folded.unlink(missing_ok=True)
+
+
+def _name_fusion_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rename the fusion's inputs to ``LOW``, ``LOW_PROJECTED`` and ``HIGH`` (found by the tracer's scope names)."""
+    nodes = list(model.graph.node)
+    projection = [node for node in nodes if node.name.startswith("/fusion/low_projection/")]
+    merge = [node for node in nodes if node.name == "/fusion/Add"]
+    if not projection or len(merge) != 1:
+        raise ValueError("the traced graph has no /fusion/low_projection or /fusion/Add node to name the cut by")
+    low, projected = projection[0].input[0], projection[-1].output[0]
+    if projected not in merge[0].input:
+        raise ValueError("the fusion's merge does not add the projected stage-2 map")
+    high = next(name for name in merge[0].input if name != projected)
+    names = {low: LOW, projected: LOW_PROJECTED, high: HIGH}
+    for node in nodes:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                field[i] = names.get(name, name)
+    for info in model.graph.value_info:
+        info.name = names.get(info.name, info.name)
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:

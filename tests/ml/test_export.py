@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ml.checkpoint import PAPER_CLASSES, file_sha256, load_checkpoint
-from ml.export import EXPORT_VERSION, export_onnx, main, pad_stem
+from ml.export import EXPORT_VERSION, export_onnx, main, pad_stem, split_at_fusion
 from ml.model import FastMpoxNet, fast_mpoxnet
 from tests.ml.factories import calibrated_model, checkpoint_for
 
@@ -88,6 +88,24 @@ def test_the_export_runs_the_stem_in_onnx_runtime_blocks_without_layout_changes(
     if any(node.domain == "com.microsoft.nchwc" for node in nodes):  # the blocked layout is x86-only
         stem = next(node for node in nodes if node.op_type == "MaxPool")
         assert stem.domain == "com.microsoft.nchwc"  # not reordered to plain NCHW around the max pool
+
+
+def test_the_export_cuts_into_parts_that_compose_to_the_whole(exported) -> None:
+    parts = split_at_fusion(exported)
+    assert parts is not None
+    front, stages, projection, fusion = (ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in parts)
+    whole = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(4)).numpy()
+
+    (low,) = front.run(["low"], {"image": image})
+    (high,) = stages.run(["high"], {"low": low})
+    (projected,) = projection.run(["low_projected"], {"low": low})
+    logits, features = fusion.run(["logits", "features"], {"low_projected": projected, "high": high})
+
+    expected_logits, expected_features = whole.run(["logits", "features"], {"image": image})
+    assert (low.shape, high.shape, projected.shape) == ((1, 48, 28, 28), (1, 256, 7, 7), (1, 256, 7, 7))
+    assert np.abs(logits - expected_logits).max() <= 1e-5
+    assert np.abs(features - expected_features).max() <= 1e-5 * np.abs(expected_features).max()
 
 
 def test_the_command_writes_beside_the_weights_and_leaves_no_temporary_file(weights, tmp_path) -> None:

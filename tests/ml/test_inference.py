@@ -95,6 +95,21 @@ def test_torch_and_onnx_runtime_agree(on_torch, on_onnx) -> None:
         assert np.abs(eager.heatmap - fast.heatmap).max() <= 1e-4
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_lone_photo_gives_the_same_answer_on_one_core_or_two(weights, onnx_file, on_torch, threads) -> None:
+    # With two cores the export is cut around the fusion and its stage-2 projection runs beside stages 3-5.
+    predictor = Predictor.load(weights, backend="onnx", threads=threads)
+    assert bool(predictor._runner._parts) == (threads > 1)  # type: ignore[attr-defined]
+    image = to_input(encode(photo(400, 300, seed=5), "PNG"), Preprocessing())[None]
+
+    torch_logits, torch_features = on_torch._runner.run(image)
+    onnx_logits, onnx_features = predictor._runner.run(image)
+    assert onnx_logits.shape == torch_logits.shape
+    assert onnx_features.shape == torch_features.shape
+    assert np.abs(torch_logits - onnx_logits).max() <= 1e-4
+    assert np.abs(torch_features - onnx_features).max() <= 1e-4 * np.abs(torch_features).max()
+
+
 def test_without_a_heatmap_it_skips_the_work(on_onnx, jpeg) -> None:
     prediction = on_onnx.predict(jpeg, heatmap=False)
     assert prediction.heatmap is None
