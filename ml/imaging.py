@@ -203,7 +203,8 @@ def _jpeg_is_plain_upright(data: bytes) -> bool:
 def _jpeg_without_metadata(data: bytes) -> bytes:
     """Copy a JPEG segment by segment, leaving out EXIF/GPS, XMP, IPTC, ICC and comments; the compressed pixel
     data (everything from the start-of-scan marker on) is copied unchanged, so nothing is lost to re-encoding."""
-    out = bytearray(data[:2])
+    view = memoryview(data)  # slices of it copy nothing: the kept parts are copied once, by the final join
+    kept = [view[:2]]
     i = 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
@@ -213,16 +214,16 @@ def _jpeg_without_metadata(data: bytes) -> bytes:
             i += 1
             continue
         if marker == 0xDA:  # start of scan: the rest is image data
-            out += data[i:]
-            return bytes(out)
+            kept.append(view[i:])
+            return b"".join(kept)
         if marker in _JPEG_STANDALONE_MARKERS:
-            out += data[i : i + 2]
+            kept.append(view[i : i + 2])
             i += 2
             continue
         end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         is_metadata = (0xE1 <= marker <= 0xEF and marker not in _JPEG_KEPT_APP_MARKERS) or marker == 0xFE
         if not is_metadata:
-            out += data[i:end]
+            kept.append(view[i:end])
         i = end
     raise CorruptImageError(_DAMAGED)
 
