@@ -188,9 +188,9 @@ class Predictor:
         ``backend="auto"`` uses ONNX Runtime with the export at ``onnx_path`` (default: the weights path with
         ``.onnx``) when it was made from these weights, otherwise exports the checkpoint into ``ONNX_CACHE_DIR``;
         should that fail it falls back to torch eager, with a warning. ``"onnx"`` raises instead of falling back.
-        ``threads`` caps the cores used: ONNX Runtime runs each image on one thread and a batch's images on up to
-        ``threads`` threads at once (default: every available core); for torch it sets ``torch.set_num_threads``,
-        which is process-wide.
+        ``threads`` caps the cores used: ONNX Runtime runs a batch's images on up to ``threads`` threads at once, one
+        thread each, and with ``threads`` > 1 a lone image's two fusion inputs on two threads (default: every
+        available core); for torch it sets ``torch.set_num_threads``, which is process-wide.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
