@@ -48,7 +48,9 @@ def test_a_nurse_uploads_a_tagged_photo_and_it_is_queued(nurse, private_storage,
     assert analysis.status == Analysis.Status.QUEUED
     assert len(callbacks) == 1  # the task is sent only once the transaction has committed
 
-    [stored] = stored_files(private_storage)
+    # The photo, and its decode at the model's scale that the upload leaves for the worker (raw pixels, no EXIF).
+    stored, decoded = sorted(stored_files(private_storage), key=lambda path: len(path.name))
+    assert decoded.name == f"{stored.name}.decoded.ppm"
     assert stored.parent.name == "lesions"
     assert len(stored.stem) == 32
     assert stored.suffix == ".jpg"
