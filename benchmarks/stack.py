@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -249,7 +250,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--uploaders", type=int, default=4, help="parallel uploaders in the throughput run")
     parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument(
+        "--debug", action="store_true", help="DEBUG on, as `make run` has it (default: off, as deployed)"
+    )
     args = parser.parse_args()
+    # Deployed (Dockerfile, .env.example) the site runs with DEBUG off; on, Django also records every query.
+    settings_env = {"DEBUG": "true"} if args.debug else {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50)}
 
     with tempfile.TemporaryDirectory(prefix="mpox-bench-") as tmp:
         weights = args.weights or DEFAULT_WEIGHTS
@@ -262,7 +268,12 @@ def main() -> None:
             var_dir=Path(tmp) / "var",
             weights=weights,
             concurrency=args.concurrency,
-            env={"MPOX_INFERENCE_BACKEND": args.backend, "MPOX_INFERENCE_THREADS": "1", "LOG_LEVEL": "WARNING"},
+            env={
+                "MPOX_INFERENCE_BACKEND": args.backend,
+                "MPOX_INFERENCE_THREADS": "1",
+                "LOG_LEVEL": "WARNING",
+                **settings_env,
+            },
         ) as stack:
             measured = bench_stack(stack, photos, args.uploaders)
 
@@ -275,6 +286,7 @@ def main() -> None:
         "photos": args.photos,
         "cpu_cores": os.cpu_count(),
         "worker_processes": args.concurrency,
+        "debug": args.debug,
         "weights": "random (shipped weights missing)" if random_weights else str(weights),
         # Schemes only: the URLs may carry passwords.
         "database": (os.environ.get("DATABASE_URL") or "sqlite://").split(":", 1)[0],
