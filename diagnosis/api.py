@@ -1,6 +1,7 @@
 """REST API v1 for other hospital systems: one DRF view per operation, thin over the models and services.
 
-Every call through ``ApiView`` is audited (``api_call``), failed authentication included. Errors are RFC 9457
+Every call through ``ApiView`` is audited (``api_call``), failed authentication included, except the refusals past
+the per-address rate for calls without a valid token (``ApiView.check_unauthenticated_rate``). Errors are RFC 9457
 ``application/problem+json``. The schema (``/api/v1/schema``) and its documentation page serve no data and are
 neither authenticated nor audited.
 """
@@ -8,6 +9,7 @@ neither authenticated nor audited.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -144,9 +146,36 @@ class ApiView(APIView):
     query_names: frozenset[str] = frozenset()
     # Set by a view to the object the call concerned, so that its audit entry names the case and patient.
     audit_object: Model | None = None
+    # Facts added to the call's audit entry, and whether it has none (see ``check_unauthenticated_rate``).
+    audit_extra: dict[str, Any] | None = None
+    audit_skip = False
 
     def get_exception_handler(self) -> Any:
         return problem_exception_handler
+
+    def perform_authentication(self, request: Request) -> None:
+        """Authenticate; then hold calls without a valid token to the per-address rate (valid clients never are)."""
+        try:
+            super().perform_authentication(request)
+        except exceptions.AuthenticationFailed:
+            self.check_unauthenticated_rate(request)
+            raise
+        if not isinstance(request.auth, ApiClient):
+            self.check_unauthenticated_rate(request)
+
+    def check_unauthenticated_rate(self, request: Request) -> None:
+        throttle = api_auth.UnauthenticatedRateThrottle()
+        if throttle.allow_request(request, self):
+            return
+        # Calls below the rate are audited as any call is. Past it, only the first refusal of each period is, and
+        # its entry says so: a flood of bad calls then adds one entry per address and period instead of one per
+        # call (each is a write under the chain's lock), and the log still shows when and from where it came.
+        if throttle.cache.add(f"{throttle.key}_audited", True, timeout=throttle.duration):
+            self.audit_extra = {"unaudited_refusals_for_s": throttle.duration}
+        else:
+            self.audit_skip = True
+        wait = max(1, math.ceil(throttle.wait() or throttle.duration))
+        raise exceptions.Throttled(wait, detail="Too many calls without a valid token from this address.")
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -167,11 +196,15 @@ class ApiView(APIView):
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
+        if self.audit_skip:
+            response._has_been_logged = True  # nor one django.request warning per refusal
         self.audit_call(request, response)
         return response
 
     def audit_call(self, request: Request, response: HttpResponseBase) -> None:
         """One ``api_call`` entry: who (never the token), which endpoint and object, and how it went."""
+        if self.audit_skip:
+            return
         try:
             client = request.auth
         except exceptions.APIException:  # authentication had not run yet, and fails now
@@ -191,6 +224,7 @@ class ApiView(APIView):
         object_id = self.kwargs.get("pk", self.kwargs.get("case_id"))
         if object_id is not None:
             detail["object_id"] = object_id
+        detail.update(self.audit_extra or {})
         audit_record(
             action=AuditEntry.Action.API_CALL,
             api_client=client,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from typing import Any
 
@@ -14,10 +13,10 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
+from diagnosis.audit import request_ip
 from diagnosis.models import ApiClient
 
 PREFIX_LENGTH = 12
-DEFAULT_RATE = "120/min"
 
 
 def token_hash(token: str) -> str:
@@ -90,14 +89,32 @@ class HasScope(permissions.BasePermission):
 
 
 class ApiClientRateThrottle(throttling.SimpleRateThrottle):
-    """One bucket per API client; rate from settings.MPOX_API_RATE or the MPOX_API_RATE env var."""
+    """One bucket per API client, at settings.MPOX_API_RATE."""
 
     scope = "api_client"
 
     def get_rate(self) -> str:
-        return getattr(settings, "MPOX_API_RATE", None) or os.environ.get("MPOX_API_RATE") or DEFAULT_RATE
+        return settings.MPOX_API_RATE
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if not isinstance(request.auth, ApiClient):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class UnauthenticatedRateThrottle(throttling.SimpleRateThrottle):
+    """One bucket per source address for calls without a valid token, at settings.MPOX_API_UNAUTHENTICATED_RATE.
+
+    The address is the audit log's (``request_ip``: behind MPOX_TRUSTED_PROXIES proxies, the one they saw).
+    """
+
+    scope = "api_unauthenticated"
+    duration: int  # seconds of the rate's period, set by SimpleRateThrottle (its stubs do not declare it)
+
+    def get_rate(self) -> str:
+        return settings.MPOX_API_UNAUTHENTICATED_RATE
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if isinstance(request.auth, ApiClient):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request_ip(request._request) or "unknown"}

@@ -49,6 +49,15 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def envrate(name: str, default: str) -> str:
+    """A rate as Django REST framework reads it: requests per second, minute, hour or day (``120/min``)."""
+    value = env(name, default)
+    number, _, period = value.partition("/")
+    if not (number.isascii() and number.isdigit() and int(number) > 0 and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{name} must be a number of requests per s, min, hour or day, got {value!r}")
+    return value
+
+
 def envpath(name: str, default: Path) -> Path:
     """A path; relative values are taken from the repository root, not from the current directory."""
     value = env(name, "")
@@ -204,6 +213,23 @@ LOGGING = {
 
 # --- REST API (diagnosis/api.py sets authentication, permissions, throttling and errors per view) ---
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+# Calls per API client; and per source address (see MPOX_TRUSTED_PROXIES) for calls without a valid token (none, a
+# wrong or a revoked one), which are answered 429 past it while valid clients from that address go on.
+MPOX_API_RATE = envrate("MPOX_API_RATE", "120/min")
+MPOX_API_UNAUTHENTICATED_RATE = envrate("MPOX_API_UNAUTHENTICATED_RATE", "30/min")
+
+# The rate limits count here. Django's default, a memory cache in each process, would let every gunicorn worker
+# count on its own; the database (a table made by the migrations) is shared by all of them with nothing to install,
+# Redis also by several machines. locmem:// is for a single process only.
+CACHE_URL = env("CACHE_URL", "db://")
+if CACHE_URL == "db://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "mpox_cache"}}
+elif CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL must be db://, redis://host:port/db or locmem://, got {CACHE_URL!r}")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mpox Triage API",
     "DESCRIPTION": "Photo triage results for other hospital systems. Errors are application/problem+json.",

@@ -14,8 +14,8 @@ __all__ = ["api_client_with", "private_storage"]
 
 
 @pytest.fixture(autouse=True)
-def _clear_throttle_cache() -> Iterator[None]:
-    """The rate limit counts in the cache; each test starts with a fresh count."""
+def _clear_throttle_cache(db: None) -> Iterator[None]:
+    """The rate limit counts in the cache (by default a database table); each test starts with a fresh count."""
     cache.clear()
     yield
     cache.clear()

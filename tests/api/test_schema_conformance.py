@@ -57,6 +57,7 @@ schema = schemathesis.openapi.from_wsgi(
 def fuzzer(nurse, settings: Settings) -> Iterator[None]:
     """A client with every scope holding TOKEN, and a little data for the generated ids to find (ids start at 1)."""
     settings.MPOX_API_RATE = "100000/min"
+    settings.MPOX_API_UNAUTHENTICATED_RATE = "100000/min"  # it checks that calls without a token are 401
     # As Django's test client does: the start and end of a request must not close the connection that holds the
     # test's transaction (PostgreSQL would lose it; SQLite's in-memory database ignores the close).
     finished_analysis(image_for(case_for(nurse)))
