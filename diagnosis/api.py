@@ -127,12 +127,18 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 # --- the base view: authentication, scopes, rate limit, errors and the audit trail ---
 
 
+API_TOKEN_DESCRIPTION = (
+    "An API client's token (create_api_client) with its scopes: submit, read, lab, stats, and photos "
+    "(may download lesion photos and heatmap overlays, with read)"
+)
+
+
 class BearerScheme(OpenApiAuthenticationExtension):
     target_class = "diagnosis.api_auth.BearerAuthentication"
     name = "bearer"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "description": "An API client's token (create_api_client)"}
+        return {"type": "http", "scheme": "bearer", "description": API_TOKEN_DESCRIPTION}
 
 
 class ApiView(APIView):
@@ -141,7 +147,8 @@ class ApiView(APIView):
     throttle_classes = (api_auth.ApiClientRateThrottle,)
     renderer_classes = (JSONRenderer,)
     parser_classes: tuple[type[BaseParser], ...] = (JSONParser,)
-    required_scope = "read"
+    # One scope, or a tuple of scopes the client needs every one of (api_auth.HasScope).
+    required_scope: str | tuple[str, ...] = "read"
     # The query parameters the view reads; any other is refused, so that a misspelt filter is not silently ignored.
     query_names: frozenset[str] = frozenset()
     # Set by a view to the object the call concerned, so that its audit entry names the case and patient.
@@ -320,6 +327,8 @@ class AnalysisDetail(ApiView):
 
 
 class AnalysisHeatmap(ApiView):
+    required_scope = ("read", "photos")  # the overlay shows the photo
+
     @extend_schema(
         operation_id="analysis_heatmap",
         responses={
@@ -328,7 +337,10 @@ class AnalysisHeatmap(ApiView):
         },
     )
     def get(self, request: Request, pk: int) -> FileResponse:
-        """The Grad-CAM heatmap over the photo, as PNG; 404 until the analysis is done."""
+        """The Grad-CAM heatmap over the photo, as PNG; 404 until the analysis is done.
+
+        Needs the `read` and `photos` scopes: the overlay shows the photo. Without `photos`, 403.
+        """
         self.audit_object = analysis = analysis_get(pk)
         return views._private_file(analysis.heatmap_overlay, "image/png")
 

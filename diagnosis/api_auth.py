@@ -76,8 +76,16 @@ class BearerAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def scopes_required(view: Any) -> tuple[str, ...]:
+    """The scopes a view names as `required_scope`: one, or a tuple of which the client needs every one."""
+    required = getattr(view, "required_scope", None)
+    if required is None:
+        return ()
+    return (required,) if isinstance(required, str) else tuple(required)
+
+
 class HasScope(permissions.BasePermission):
-    """Views name the scope they need as `required_scope`."""
+    """Views name the scope they need as `required_scope` (or a tuple of scopes, all needed); a refusal names them."""
 
     message = "This API client lacks the scope this operation needs."
 
@@ -85,7 +93,18 @@ class HasScope(permissions.BasePermission):
         client = request.auth
         if not isinstance(client, ApiClient):
             return False
-        return getattr(view, "required_scope", None) in client.scopes
+        required = scopes_required(view)
+        if not required:
+            return False
+        missing = [scope for scope in required if scope not in client.scopes]
+        if missing:
+            # One instance per request (APIView.get_permissions), so the message is this refusal's own.
+            names = " and ".join(missing)
+            self.message = (
+                f"This API client lacks the {names} scope{'s' if len(missing) > 1 else ''} this operation needs."
+            )
+            return False
+        return True
 
 
 class ApiClientRateThrottle(throttling.SimpleRateThrottle):

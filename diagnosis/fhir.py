@@ -190,7 +190,8 @@ def _observations(analysis: Analysis, *, status: str) -> list[dict[str, Any]]:
     return observations
 
 
-def _media(analysis: Analysis, *, site: str) -> list[dict[str, Any]]:
+def _media(analysis: Analysis, *, site: str, photos: bool) -> list[dict[str, Any]]:
+    """The photo and the heatmap; their content links to the images only for a client that may download them."""
     image = analysis.image
     image_type = {"coding": [{"system": MEDIA_TYPE, "code": "image", "display": "Image"}]}
     photo = {
@@ -203,11 +204,9 @@ def _media(analysis: Analysis, *, site: str) -> list[dict[str, Any]]:
         "bodySite": body_site(image),
         "width": image.width,
         "height": image.height,
-        "content": {
-            "contentType": image.content_type,
-            "url": site + reverse("fhir-binary", args=[f"photo-{image.pk}"]),
-            "title": "Lesion photo",
-        },
+        "content": _content(
+            image.content_type, site + reverse("fhir-binary", args=[f"photo-{image.pk}"]), "Lesion photo", photos
+        ),
     }
     media = [photo]
     if analysis.heatmap_overlay:
@@ -218,11 +217,12 @@ def _media(analysis: Analysis, *, site: str) -> list[dict[str, Any]]:
             "type": image_type,
             "subject": _subject(analysis),
             "bodySite": body_site(image),
-            "content": {
-                "contentType": "image/png",
-                "url": site + reverse("api-analysis-heatmap", args=[analysis.pk]),
-                "title": "Heatmap over the photo: where the model looked",
-            },
+            "content": _content(
+                "image/png",
+                site + reverse("api-analysis-heatmap", args=[analysis.pk]),
+                "Heatmap over the photo: where the model looked",
+                photos,
+            ),
         }
         if analysis.finished_at:
             heatmap["createdDateTime"] = _instant(analysis.finished_at)
@@ -230,6 +230,14 @@ def _media(analysis: Analysis, *, site: str) -> list[dict[str, Any]]:
             heatmap["device"] = {"reference": "#model"}
         media.append(heatmap)
     return media
+
+
+def _content(content_type: str, url: str, title: str, linked: bool) -> dict[str, str]:
+    """A Media's Attachment: a link to the image, never inline data; no link for a client that may not follow it."""
+    content = {"contentType": content_type, "title": title}
+    if linked:
+        content["url"] = url
+    return content
 
 
 def _device(analysis: Analysis) -> dict[str, Any]:
@@ -326,8 +334,11 @@ def conclusion(analysis: Analysis, reviews: Reviews) -> str:
     return model + " Clinician's review: " + "; ".join(decisions) + "."
 
 
-def diagnostic_report(analysis: Analysis, *, site: str) -> dict[str, Any]:
-    """The report for one analysis from ``report_queryset()``; ``site`` is this server's origin for links."""
+def diagnostic_report(analysis: Analysis, *, site: str, photos: bool) -> dict[str, Any]:
+    """The report for one analysis from ``report_queryset()``; ``site`` is this server's origin for links.
+
+    ``photos``: whether the client may download photos (its ``photos`` scope); without it, Media carry no URL.
+    """
     status: str = getattr(analysis, "fhir_status", "")
     assert status in REPORT_STATUSES, "use report_queryset()"
     reviews = _reviews(analysis)
@@ -360,7 +371,7 @@ def diagnostic_report(analysis: Analysis, *, site: str) -> dict[str, Any]:
         observations = _observations(analysis, status=status)
         contained += observations
         report["result"] = [{"reference": f"#{observation['id']}"} for observation in observations]
-    media = _media(analysis, site=site)
+    media = _media(analysis, site=site, photos=photos)
     contained += media
     report["media"] = [{"comment": item["content"]["title"], "link": {"reference": f"#{item['id']}"}} for item in media]
     if analysis.model_version:
@@ -448,7 +459,10 @@ def capability_statement(*, site: str, published: datetime) -> dict[str, Any]:
                     {
                         "type": "Binary",
                         "interaction": [{"code": "read"}],
-                        "documentation": "The photos the reports' Media link to (the raw image, not a resource).",
+                        "documentation": (
+                            "The photos the reports' Media link to (the raw image, not a resource); "
+                            "needs the photos scope."
+                        ),
                     },
                 ],
             }

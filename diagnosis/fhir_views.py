@@ -1,6 +1,7 @@
 """FHIR R4 read API under /fhir/: thin DRF views over diagnosis.fhir's builders; errors as OperationOutcome.
 
-Authentication, scopes, rate limit and the audit trail are the REST API's (``api.ApiView``); the scope is ``read``.
+Authentication, scopes, rate limit and the audit trail are the REST API's (``api.ApiView``); the scope is ``read``,
+and a photo (Binary) needs ``photos`` too. A report for a client without ``photos`` keeps its Media, without URLs.
 Search parameters are never logged: the audit entry names the endpoint, not the query.
 """
 
@@ -98,12 +99,17 @@ class FhirView(FhirBase, api.ApiView):
 
     renderer_classes = (FhirJsonRenderer,)
     parser_classes = (FormParser,)
-    required_scope = "read"
+    required_scope: str | tuple[str, ...] = "read"
     query_names = frozenset({"_format"})  # FHIR's own; the base view refuses parameters a view does not take
 
 
 def _site(request: Request) -> str:
     return request.build_absolute_uri("/").rstrip("/")
+
+
+def _photos(request: Request) -> bool:
+    """Whether the client may download photos: a report links to them only then."""
+    return "photos" in api.client_of(request).scopes
 
 
 class Metadata(FhirBase):
@@ -126,7 +132,7 @@ class DiagnosticReportRead(FhirView):
         if analysis is None:
             raise Http404("No DiagnosticReport with that id.")
         self.audit_object = analysis
-        return Response(fhir.diagnostic_report(analysis, site=_site(request)))
+        return Response(fhir.diagnostic_report(analysis, site=_site(request), photos=_photos(request)))
 
 
 class _Search(FhirView):
@@ -153,11 +159,11 @@ class _Search(FhirView):
         reports = fhir.report_search(patient=patient, statuses=statuses, before=cursor or None)
         total = fhir.report_search(patient=patient, statuses=statuses, before=None).count()
         page = list(reports[: count + 1])
-        site = _site(request)
+        site, photos = _site(request), _photos(request)
         links = self.links(request, params, more=page[count - 1].pk if len(page) > count else None)
         return Response(
             fhir.searchset(
-                [fhir.diagnostic_report(analysis, site=site) for analysis in page[:count]],
+                [fhir.diagnostic_report(analysis, site=site, photos=photos) for analysis in page[:count]],
                 site=site,
                 total=total,
                 links=links,
@@ -228,7 +234,9 @@ def _whole_number(text: str) -> int | None:
 
 
 class BinaryRead(FhirView):
-    """The photo a report's Media links to, as the image itself (`photo-<id>`)."""
+    """The photo a report's Media links to, as the image itself (`photo-<id>`); needs `photos` besides `read`."""
+
+    required_scope = ("read", "photos")
 
     def get(self, request: Request, pk: str) -> FileResponse:
         kind, _, digits = pk.partition("-")

@@ -307,10 +307,15 @@ class RevealEvent(models.Model):
 class ApiClient(models.Model):
     """A hospital system that calls the REST API; only a SHA-256 hash of its token is stored."""
 
-    SCOPES = ("submit", "read", "lab", "stats")
+    # `photos` (lesion photos and heatmap overlays) comes on top of `read`: a results consumer does not get photos.
+    SCOPES = ("submit", "read", "lab", "stats", "photos")
 
     name = models.CharField(max_length=100, unique=True)
-    scopes = models.JSONField(default=list, help_text="Any of submit, read, lab, stats")
+    scopes = models.JSONField(
+        default=list,
+        help_text="Any of submit, read, lab, stats, photos (may download lesion photos and heatmap overlays; "
+        "needs read too)",
+    )
     token_prefix = models.CharField(max_length=12, unique=True, help_text="Non-secret start of the token, for lookup")
     token_sha256 = models.CharField(max_length=64)
     created_by = models.ForeignKey(

@@ -28,7 +28,7 @@ def test_a_finished_analysis_as_json(nurse) -> None:
 def test_the_heatmap_is_served_as_png_with_nosniff(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse)))
     analysis.heatmap_overlay.save("o.png", ContentFile(b"\x89PNG fake"))
-    response = api_client_with("read").get(f"/api/v1/analyses/{analysis.pk}/heatmap")
+    response = api_client_with("read", "photos").get(f"/api/v1/analyses/{analysis.pk}/heatmap")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -41,7 +41,7 @@ def test_errors_are_problem_json(nurse) -> None:
         (APIClient(), f"/api/v1/analyses/{analysis.pk}", 401),
         (api_client_with("submit"), f"/api/v1/analyses/{analysis.pk}", 403),
         (api_client_with("read"), "/api/v1/analyses/999999", 404),
-        (api_client_with("read", "stats"), f"/api/v1/analyses/{analysis.pk}/heatmap", 404),
+        (api_client_with("read", "photos"), f"/api/v1/analyses/{analysis.pk}/heatmap", 404),
     ]:
         response = client.get(url)
         assert response.status_code == status, url

@@ -44,7 +44,7 @@ def test_an_unrouted_path_with_a_bad_token_is_still_401() -> None:
     ],
 )
 def test_a_wrong_method_is_a_405_problem_naming_the_allowed_ones(method, path, allow) -> None:
-    response = getattr(api_client_with("read", "submit", "lab", "stats"), method)(path)
+    response = getattr(api_client_with("read", "submit", "lab", "stats", "photos"), method)(path)
     assert response.status_code == 405
     assert response["Content-Type"] == "application/problem+json"
     assert f'"{method.upper()}"' in response.json()["title"]

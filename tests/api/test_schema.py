@@ -40,7 +40,7 @@ def test_every_endpoint_is_documented_with_bearer_security_and_problem_errors() 
     found = {(path, method) for path, item in document["paths"].items() for method in item}
     assert found == OPERATIONS
     assert document["components"]["securitySchemes"] == {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API client's token (create_api_client)"}
+        "bearer": {"type": "http", "scheme": "bearer", "description": api.API_TOKEN_DESCRIPTION}
     }
     for path, method in OPERATIONS:
         operation = document["paths"][path][method]

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 def test_the_photo_a_report_links_to_is_served_as_the_image(nurse) -> None:
     image = image_for(case_for(nurse), body_part="genital")
-    response = system_with("read").get(f"/fhir/Binary/photo-{image.pk}")
+    response = system_with("read", "photos").get(f"/fhir/Binary/photo-{image.pk}")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/jpeg"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -20,16 +20,17 @@ def test_the_photo_a_report_links_to_is_served_as_the_image(nurse) -> None:
         assert response.getvalue() == handle.read()
 
 
-def test_other_ids_and_clients_without_the_read_scope_are_refused(nurse) -> None:
+def test_other_ids_and_clients_without_the_scopes_are_refused(nurse) -> None:
     image = image_for(case_for(nurse))
     for client, path, status in [
         (APIClient(), f"/fhir/Binary/photo-{image.pk}", 401),
         (system_with("submit"), f"/fhir/Binary/photo-{image.pk}", 403),
-        (system_with("read"), "/fhir/Binary/photo-999999", 404),
-        (system_with("read"), f"/fhir/Binary/heatmap-{image.pk}", 404),
-        (system_with("read"), "/fhir/Binary/photo-", 404),
-        (system_with("read"), "/fhir/Binary/photo-" + "9" * 40, 404),
-        (system_with("read"), "/fhir/Binary/photo-²", 404),
+        (system_with("photos"), f"/fhir/Binary/photo-{image.pk}", 403),
+        (system_with("read", "photos"), "/fhir/Binary/photo-999999", 404),
+        (system_with("read", "photos"), f"/fhir/Binary/heatmap-{image.pk}", 404),
+        (system_with("read", "photos"), "/fhir/Binary/photo-", 404),
+        (system_with("read", "photos"), "/fhir/Binary/photo-" + "9" * 40, 404),
+        (system_with("read", "photos"), "/fhir/Binary/photo-²", 404),
     ]:
         outcome = fhir_json(client.get(path), status)
         assert outcome["resourceType"] == "OperationOutcome", path

@@ -37,7 +37,7 @@ def read(reader: APIClient, analysis_id: int) -> dict[str, Any]:
 
 
 def submit_by_api(*, body_part: str = "hand") -> tuple[Analysis, APIClient]:
-    _, token = api_auth.api_client_create("ehr", ["submit", "read"])
+    _, token = api_auth.api_client_create("ehr", ["submit", "read", "photos"])
     http = APIClient()
     http.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     photo = SimpleUploadedFile("lesion.jpg", jpeg_bytes(), content_type="image/jpeg")

@@ -18,7 +18,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", nargs="?")
-        parser.add_argument("--scope", action="append", default=[], choices=ApiClient.SCOPES)
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            choices=ApiClient.SCOPES,
+            help="Repeat for each: submit (send photos), read (results), lab (write lab results), stats (statistics), "
+            "photos (may download lesion photos and heatmap overlays; give read too)",
+        )
         parser.add_argument("--revoke", metavar="NAME")
         parser.add_argument("--rotate", metavar="NAME")
         parser.add_argument("--set-webhook", metavar="NAME")
