@@ -158,7 +158,7 @@ CONFIDENCE_METHODS = ("max_probability", "certainty")
 def confidence(probs: np.ndarray, method: str = "max_probability") -> np.ndarray:
     """Per prediction, how sure the model is (higher = surer): ``max_probability`` (the top softmax probability,
     what the site's rule uses) or ``certainty`` (1 - entropy / log(classes), in [0, 1]). Logit-based scores such as
-    the energy score needs the logits (``ml.ood.energy``): softmax discards their scale."""
+    the energy score need the logits (``ml.ood.energy``): softmax discards their scale."""
     probs = np.asarray(probs, dtype=np.float64)
     if method == "max_probability":
         return probs.max(axis=1)
