@@ -263,6 +263,12 @@ def client_of(request: Request) -> ApiClient:
     return client
 
 
+def may_see_photos(request: Request) -> bool:
+    """Whether the client may download photos and heatmap overlays (the `photos` scope): answers that would link to
+    one give the link only then, so that a client is never sent a URL it would be refused."""
+    return "photos" in client_of(request).scopes
+
+
 # --- analyses ---
 
 
@@ -281,7 +287,10 @@ class AnalysisOutput(serializers.Serializer):
     label = serializers.CharField(allow_null=True, help_text="The most probable class, once done")  # type: ignore[assignment]
     inconclusive = serializers.BooleanField()
     model_version = serializers.CharField(allow_null=True)
-    heatmap_url = serializers.URLField(allow_null=True)
+    heatmap_url = serializers.URLField(
+        allow_null=True,
+        help_text="The heatmap over the photo (PNG) once done; always null for a client without the `photos` scope",
+    )
     review = ReviewOutput(allow_null=True, help_text="The latest clinician's review of the case")
     timings = serializers.DictField(child=serializers.FloatField(), help_text="Milliseconds per step")
     error = serializers.CharField(allow_null=True, help_text="Why the analysis failed, for a person")
@@ -291,7 +300,7 @@ def analysis_json(analysis: Analysis, request: Request) -> dict[str, Any]:
     case = analysis.image.case
     review = case.reviews.order_by("-created_at", "-pk").first()
     heatmap_url = None
-    if analysis.heatmap_overlay:
+    if analysis.heatmap_overlay and may_see_photos(request):
         heatmap_url = request.build_absolute_uri(reverse("api-analysis-heatmap", args=[analysis.pk]))
     return AnalysisOutput(
         {
@@ -321,7 +330,8 @@ def analysis_get(pk: int) -> Analysis:
 class AnalysisDetail(ApiView):
     @extend_schema(operation_id="analysis_get", responses={200: AnalysisOutput, **problems(404)})
     def get(self, request: Request, pk: int) -> Response:
-        """One analysis: its status, and once done the probabilities, label, heatmap link and latest review."""
+        """One analysis: its status, and once done the probabilities, label, heatmap link (with the `photos` scope)
+        and latest review."""
         self.audit_object = analysis = analysis_get(pk)
         return Response(analysis_json(analysis, request))
 

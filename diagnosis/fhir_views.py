@@ -107,11 +107,6 @@ def _site(request: Request) -> str:
     return request.build_absolute_uri("/").rstrip("/")
 
 
-def _photos(request: Request) -> bool:
-    """Whether the client may download photos: a report links to them only then."""
-    return "photos" in api.client_of(request).scopes
-
-
 class Metadata(FhirBase):
     """The CapabilityStatement; public, as FHIR servers' are, and not audited (it holds no data)."""
 
@@ -132,7 +127,7 @@ class DiagnosticReportRead(FhirView):
         if analysis is None:
             raise Http404("No DiagnosticReport with that id.")
         self.audit_object = analysis
-        return Response(fhir.diagnostic_report(analysis, site=_site(request), photos=_photos(request)))
+        return Response(fhir.diagnostic_report(analysis, site=_site(request), photos=api.may_see_photos(request)))
 
 
 class _Search(FhirView):
@@ -159,7 +154,7 @@ class _Search(FhirView):
         reports = fhir.report_search(patient=patient, statuses=statuses, before=cursor or None)
         total = fhir.report_search(patient=patient, statuses=statuses, before=None).count()
         page = list(reports[: count + 1])
-        site, photos = _site(request), _photos(request)
+        site, photos = _site(request), api.may_see_photos(request)
         links = self.links(request, params, more=page[count - 1].pk if len(page) > count else None)
         return Response(
             fhir.searchset(

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 def test_a_finished_analysis_as_json(nurse) -> None:
     analysis = finished_analysis(image_for(case_for(nurse)))
     analysis.heatmap_overlay.save("o.png", ContentFile(b"\x89PNG fake"))
-    response = api_client_with("read").get(f"/api/v1/analyses/{analysis.pk}")
+    response = api_client_with("read", "photos").get(f"/api/v1/analyses/{analysis.pk}")
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == analysis.pk

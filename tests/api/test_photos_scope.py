@@ -46,6 +46,22 @@ def test_read_and_photos_download_the_heatmap(nurse) -> None:
     assert response.getvalue() == b"\x89PNG fake"
 
 
+def test_a_client_without_photos_is_sent_no_heatmap_url_in_the_detail_or_the_list(nurse) -> None:
+    analysis = finished_analysis(image_for(case_for(nurse), body_part="genital"))
+    analysis.heatmap_overlay.save("o.png", ContentFile(b"\x89PNG fake"))
+    reader, viewer = api_client_with("read"), api_client_with("read", "photos")
+    detail, listed = f"/api/v1/analyses/{analysis.pk}", "/api/v1/analyses"
+
+    assert reader.get(detail).json()["heatmap_url"] is None
+    assert [row["heatmap_url"] for row in reader.get(listed).json()["results"]] == [None]
+    assert "/heatmap" not in reader.get(detail).content.decode() + reader.get(listed).content.decode()
+
+    url = viewer.get(detail).json()["heatmap_url"]
+    assert url == f"http://testserver/api/v1/analyses/{analysis.pk}/heatmap"
+    assert [row["heatmap_url"] for row in viewer.get(listed).json()["results"]] == [url]
+    assert viewer.get(url).status_code == 200
+
+
 def test_the_migration_grants_photos_to_clients_that_read_and_to_no_other() -> None:
     for name, given in [("ehr", ["read", "submit"]), ("lab", ["lab"]), ("viewer", ["photos", "read"])]:
         ApiClient.objects.create(name=name, scopes=given, token_prefix=f"mpx_{name}", token_sha256="0" * 64)
@@ -69,3 +85,6 @@ def test_the_schema_says_the_heatmap_needs_photos() -> None:
     heatmap = document["paths"]["/api/v1/analyses/{id}/heatmap"]["get"]
     assert "`read` and `photos` scopes" in heatmap["description"]
     assert "photos" in document["components"]["securitySchemes"]["bearer"]["description"]
+    heatmap_url = document["components"]["schemas"]["AnalysisOutput"]["properties"]["heatmap_url"]
+    assert heatmap_url["nullable"] is True
+    assert "null for a client without the `photos` scope" in heatmap_url["description"]
