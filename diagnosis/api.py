@@ -1,7 +1,8 @@
 """REST API v1 for other hospital systems: one DRF view per operation, thin over the models and services.
 
-Every call through ``ApiView`` is audited (``api_call``), failed authentication included, except the refusals past
-the per-address rate for calls without a valid token (``ApiView.check_unauthenticated_rate``). Errors are RFC 9457
+Every call through ``ApiView`` is audited (``api_call``), failed authentication included, except repeated refusals:
+past the per-address rate for calls without a valid token, and for a scope the client lacks, only the first of each
+period is audited (``ApiView.audit_sparingly``). Errors are RFC 9457
 ``application/problem+json``. The schema (``/api/v1/schema``) and its documentation page serve no data and are
 neither authenticated nor audited.
 """
@@ -12,9 +13,10 @@ import logging
 import math
 from dataclasses import asdict
 from datetime import date
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model
@@ -133,6 +135,10 @@ API_TOKEN_DESCRIPTION = (
 )
 
 
+# How long the count of unaudited refusals waits for the next audited one to report it.
+UNAUDITED_COUNT_KEPT_S = 24 * 3600
+
+
 class BearerScheme(OpenApiAuthenticationExtension):
     target_class = "diagnosis.api_auth.BearerAuthentication"
     name = "bearer"
@@ -174,15 +180,39 @@ class ApiView(APIView):
         throttle = api_auth.UnauthenticatedRateThrottle()
         if throttle.allow_request(request, self):
             return
-        # Calls below the rate are audited as any call is. Past it, only the first refusal of each period is, and
-        # its entry says so: a flood of bad calls then adds one entry per address and period instead of one per
-        # call (each is a write under the chain's lock), and the log still shows when and from where it came.
-        if throttle.cache.add(f"{throttle.key}_audited", True, timeout=throttle.duration):
-            self.audit_extra = {"unaudited_refusals_for_s": throttle.duration}
-        else:
-            self.audit_skip = True
+        # Calls below the rate are audited as any call is; past it, sparingly.
+        assert throttle.key is not None  # a throttle without a key lets every call through
+        self.audit_sparingly(throttle.key, throttle.duration)
         wait = max(1, math.ceil(throttle.wait() or throttle.duration))
         raise exceptions.Throttled(wait, detail="Too many calls without a valid token from this address.")
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        client = request.auth
+        missing = api_auth.scopes_missing(client, self) if isinstance(client, ApiClient) else []
+        if missing:
+            # A client lacking a scope is refused alike on every call, before its rate is checked: audit the first
+            # refusal per client, missing scopes and period of its rate (MPOX_API_RATE), not each one.
+            rate = api_auth.ApiClientRateThrottle()
+            self.audit_sparingly(f"{rate.get_cache_key(request, self)}_lacks_{'_'.join(missing)}", rate.duration)
+        super().permission_denied(request, message=message, code=code)
+
+    def audit_sparingly(self, key: str, period: int) -> None:
+        """Audit this refusal only if it is the first under ``key`` in ``period`` seconds, and count the others.
+
+        A flood of refusals then adds one entry per key and period instead of one per call (each is a write under the
+        chain's lock), and the log still shows when and from whom it came. The audited entry names the period
+        (``unaudited_refusals_for_s``) and how many refusals went unaudited since the key's previous entry
+        (``unaudited_refusals_before``, when there were some in the last day; concurrent workers may miss a few).
+        """
+        unaudited = f"{key}_unaudited"
+        if cache.add(f"{key}_audited", True, timeout=period):  # the throttles' cache: CACHE_URL, shared by workers
+            self.audit_extra = {**(self.audit_extra or {}), "unaudited_refusals_for_s": period}
+            if count := cache.get(unaudited):
+                cache.delete(unaudited)
+                self.audit_extra["unaudited_refusals_before"] = count
+        else:
+            self.audit_skip = True
+            cache.set(unaudited, cache.get(unaudited, 0) + 1, timeout=UNAUDITED_COUNT_KEPT_S)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

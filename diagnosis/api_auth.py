@@ -84,6 +84,11 @@ def scopes_required(view: Any) -> tuple[str, ...]:
     return (required,) if isinstance(required, str) else tuple(required)
 
 
+def scopes_missing(client: ApiClient, view: Any) -> list[str]:
+    """The scopes the view requires that the client lacks."""
+    return [scope for scope in scopes_required(view) if scope not in client.scopes]
+
+
 class HasScope(permissions.BasePermission):
     """Views name the scope they need as `required_scope` (or a tuple of scopes, all needed); a refusal names them."""
 
@@ -93,10 +98,9 @@ class HasScope(permissions.BasePermission):
         client = request.auth
         if not isinstance(client, ApiClient):
             return False
-        required = scopes_required(view)
-        if not required:
+        if not scopes_required(view):
             return False
-        missing = [scope for scope in required if scope not in client.scopes]
+        missing = scopes_missing(client, view)
         if missing:
             # One instance per request (APIView.get_permissions), so the message is this refusal's own.
             names = " and ".join(missing)
@@ -111,6 +115,7 @@ class ApiClientRateThrottle(throttling.SimpleRateThrottle):
     """One bucket per API client, at settings.MPOX_API_RATE."""
 
     scope = "api_client"
+    duration: int  # seconds of the rate's period, set by SimpleRateThrottle (its stubs do not declare it)
 
     def get_rate(self) -> str:
         return settings.MPOX_API_RATE
