@@ -130,8 +130,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 
 
 API_TOKEN_DESCRIPTION = (
-    "An API client's token (create_api_client) with its scopes: submit, read, lab, stats, and photos "
-    "(may download lesion photos and heatmap overlays, with read)"
+    f"An API client's token (create_api_client) with its scopes, any of: {ApiClient.SCOPES_DESCRIBED}"
 )
 
 

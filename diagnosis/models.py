@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -307,15 +307,20 @@ class RevealEvent(models.Model):
 class ApiClient(models.Model):
     """A hospital system that calls the REST API; only a SHA-256 hash of its token is stored."""
 
-    # `photos` (lesion photos and heatmap overlays) comes on top of `read`: a results consumer does not get photos.
-    SCOPES = ("submit", "read", "lab", "stats", "photos")
+    # Every scope and what it allows, once: the field's help (in the admin), create_api_client's choices and help, and
+    # the OpenAPI description of the token come from here. `photos` comes on top of `read`: a results consumer does
+    # not get photos.
+    SCOPES: ClassVar[dict[str, str]] = {
+        "submit": "send photos for analysis",
+        "read": "read analyses and FHIR reports",
+        "lab": "record lab results",
+        "stats": "read the model's statistics",
+        "photos": "download lesion photos and heatmap overlays; needs read too",
+    }
+    SCOPES_DESCRIBED = ", ".join(f"{scope} ({allows})" for scope, allows in SCOPES.items())
 
     name = models.CharField(max_length=100, unique=True)
-    scopes = models.JSONField(
-        default=list,
-        help_text="Any of submit, read, lab, stats, photos (may download lesion photos and heatmap overlays; "
-        "needs read too)",
-    )
+    scopes = models.JSONField(default=list, help_text=f"Any of: {SCOPES_DESCRIBED}")
     token_prefix = models.CharField(max_length=12, unique=True, help_text="Non-secret start of the token, for lookup")
     token_sha256 = models.CharField(max_length=64)
     created_by = models.ForeignKey(

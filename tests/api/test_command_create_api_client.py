@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, call_command, load_command_class
 
 from diagnosis.api_auth import token_hash
 from diagnosis.models import ApiClient
@@ -32,6 +32,17 @@ def test_it_refuses_a_duplicate_name_and_a_missing_scope() -> None:
         _run("ehr", "--scope", "read")
     with pytest.raises(CommandError, match="at least one --scope"):
         _run("lab")
+
+
+def test_it_offers_every_scope_with_what_it_allows_and_refuses_any_other() -> None:
+    parser = load_command_class("diagnosis", "create_api_client").create_parser("manage.py", "create_api_client")
+    shown = " ".join(parser.format_help().split())
+    assert "--scope {submit,read,lab,stats,photos}" in shown
+    for scope, allows in ApiClient.SCOPES.items():
+        assert f"{scope} ({allows})" in shown
+    with pytest.raises(CommandError, match="invalid choice: 'write'"):
+        _run("ehr", "--scope", "write")
+    assert not ApiClient.objects.exists()
 
 
 def test_it_revokes_and_rotates() -> None:

@@ -9,6 +9,7 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
 from diagnosis import api
+from diagnosis.models import ApiClient
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +48,12 @@ def test_every_endpoint_is_documented_with_bearer_security_and_problem_errors() 
         assert operation["security"] == [{"bearer": []}], path
         for code in ("401", "403", "429"):
             assert list(operation["responses"][code]["content"]) == ["application/problem+json"], (path, code)
+
+
+def test_the_token_says_what_each_scope_allows() -> None:
+    description = schema()["components"]["securitySchemes"]["bearer"]["description"]
+    for scope, allows in ApiClient.SCOPES.items():
+        assert f"{scope} ({allows})" in description
 
 
 def test_request_bodies_are_documented() -> None:

@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from diagnosis import services
+from diagnosis import api_auth, services
+from diagnosis.models import ApiClient
 from tests.conftest import client_for
 from tests.diagnosis.helpers import case_for, image_for
 
@@ -36,6 +37,14 @@ def test_every_admin_page_renders_without_file_urls(nurse, admin_user, predictor
     changelist = client.get("/admin/diagnosis/patient/").content.decode()
     assert "•••••4821" in changelist
     assert "MRN-004821" not in changelist
+
+
+def test_an_api_client_page_says_what_each_scope_allows(admin_user) -> None:
+    client, _ = api_auth.api_client_create("ehr", ["read"])
+    page = client_for(admin_user).get(f"/admin/diagnosis/apiclient/{client.pk}/change/")
+    assert page.status_code == 200
+    for scope, allows in ApiClient.SCOPES.items():
+        assert f"{scope} ({allows})" in page.content.decode()  # the admin shows help texts as HTML
 
 
 def test_a_nurse_cannot_use_the_admin(nurse) -> None:

@@ -22,9 +22,8 @@ class Command(BaseCommand):
             "--scope",
             action="append",
             default=[],
-            choices=ApiClient.SCOPES,
-            help="Repeat for each: submit (send photos), read (results), lab (write lab results), stats (statistics), "
-            "photos (may download lesion photos and heatmap overlays; give read too)",
+            choices=list(ApiClient.SCOPES),
+            help=f"Repeat for each: {ApiClient.SCOPES_DESCRIBED}",
         )
         parser.add_argument("--revoke", metavar="NAME")
         parser.add_argument("--rotate", metavar="NAME")
