@@ -103,6 +103,15 @@ def test_the_overlay_accepts_a_decoded_image_and_keeps_small_photos_at_their_siz
     assert overlay.size == (200, 200)
 
 
+def test_at_the_photos_own_scale_the_overlay_shows_its_pixels_unresampled() -> None:
+    original = photo(641, 480, seed=3)  # the centre square starts half a pixel in: cut at the nearest pixel
+    left, top, _, _ = centre_crop_box(original.size, Preprocessing())
+    plain = np.asarray(decode_png(overlay_png(original, hot_corner(), alpha=0.0)))
+    x, y = round(left), round(top)
+    assert plain.shape == (480, 480, 3)
+    assert np.array_equal(plain, np.asarray(original)[y : y + 480, x : x + 480])
+
+
 def test_the_overlay_checks_alpha() -> None:
     with pytest.raises(ValueError, match="alpha"):
         overlay_png(photo(), hot_corner(), alpha=1.5)
