@@ -1,6 +1,6 @@
 """Benchmark the whole stack against the bare model pipeline, on the same photos in the same run.
 
-    .venv/bin/python benchmarks/stack.py --photos 20            # prints JSON
+    .venv/bin/python benchmarks/stack.py --photos 40 --rounds 5   # prints JSON
 
 The stack is what `make run` starts (gunicorn + a prefork Celery worker, SQLite + filesystem broker by default;
 set DATABASE_URL / CELERY_BROKER_URL to measure PostgreSQL / Redis), in a temporary VAR_DIR, driven over HTTP as
@@ -345,7 +345,7 @@ def interleaved(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=20, help="photos per measurement (half 12 MP JPEG, half PNG)")
+    parser.add_argument("--photos", type=int, default=40, help="photos per round (half 12 MP JPEG, half PNG)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (stack and bare)")
     parser.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="worker processes")
