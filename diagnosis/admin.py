@@ -123,9 +123,10 @@ class ApiClientAdmin(admin.ModelAdmin):
     """Read-only-ish: tokens are created, rotated and revoked with `manage.py create_api_client`."""
 
     list_display = ["name", "scopes", "token_prefix", "webhook_url", "created_at", "last_used_at", "revoked_at"]
-    # The webhook comes with its secret (`create_api_client --set-webhook`), which is never shown again.
+    # The webhook comes with its secret (`create_api_client --set-webhook`), which is never shown again, nor is the
+    # encrypted form the table holds; the admin never decrypts it.
     readonly_fields = ["token_prefix", "token_sha256", "webhook_url", "created_by", "created_at", "last_used_at"]
-    exclude = ["webhook_secret"]
+    exclude = ["webhook_secret_sealed"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -330,9 +330,10 @@ class ApiClient(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     # Where to POST when an analysis this client submitted finishes (diagnosis/webhooks.py). The secret signs the
-    # notifications, so it is kept as is, unlike the token: the server needs it, not just a way to check it.
+    # notifications, so unlike the token it cannot be kept as a hash: the server needs it back. It is kept encrypted
+    # under a key derived from SECRET_KEY (diagnosis/sealed.py); read it with sealed.unseal.
     webhook_url = models.URLField(max_length=500, blank=True)
-    webhook_secret = models.CharField(max_length=100, blank=True)
+    webhook_secret_sealed = models.CharField(max_length=255, blank=True)
 
     def __str__(self) -> str:
         return self.name

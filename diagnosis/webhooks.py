@@ -5,6 +5,7 @@ sets the row's next due time (exponential backoff) and the periodic sweep sends 
 message or a killed worker delays a notification but never drops it.
 
 Signature: ``X-Mpox-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body, keyed with the secret>``.
+The secret is stored encrypted (diagnosis/sealed.py) and shown once, when it is made.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from diagnosis import sealed
 from diagnosis.models import Analysis, ApiClient, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ SIGNATURE_HEADER = "X-Mpox-Signature"
 SERVICE_USER_PREFIX = "api-client-"  # how diagnosis.api.service_user names the user an API client acts as
 MAX_BACKOFF_SECONDS = 3600
 USER_AGENT = "mpox-triage-webhook/1"
+UNSEAL_FAILED = (
+    "the webhook secret cannot be decrypted (SECRET_KEY changed?): "
+    "set SECRET_KEY_FALLBACKS to the old key or rotate the webhook secret"
+)
 
 
 def webhook_secret_new() -> str:
@@ -52,17 +58,18 @@ def api_client_webhook_set(*, client: ApiClient, url: str) -> str:
     """Point ``client``'s completion webhook at ``url`` with a new secret, returned once (the caller shows it)."""
     if not url.startswith(("https://", "http://")):
         raise ValidationError({"webhook_url": "The webhook URL must start with https:// or http://."})
+    secret = webhook_secret_new()
     client.webhook_url = url
-    client.webhook_secret = webhook_secret_new()
+    client.webhook_secret_sealed = sealed.seal(secret)
     client.full_clean(validate_unique=False, validate_constraints=False)
-    client.save(update_fields=["webhook_url", "webhook_secret"])
-    return client.webhook_secret
+    client.save(update_fields=["webhook_url", "webhook_secret_sealed"])
+    return secret
 
 
 def api_client_webhook_remove(*, client: ApiClient) -> None:
     """No more notifications for ``client``; those still owed are given up at their next try."""
-    client.webhook_url = client.webhook_secret = ""
-    client.save(update_fields=["webhook_url", "webhook_secret"])
+    client.webhook_url = client.webhook_secret_sealed = ""
+    client.save(update_fields=["webhook_url", "webhook_secret_sealed"])
 
 
 def _submitting_client(analysis: Analysis) -> ApiClient | None:
@@ -96,7 +103,7 @@ def webhook_delivery_create(*, analysis: Analysis) -> WebhookDelivery | None:
     analysis and client, so an analysis finished twice (a slow worker and its requeued copy) notifies once.
     """
     client = _submitting_client(analysis)
-    if client is None or not (client.webhook_url and client.webhook_secret) or client.revoked_at is not None:
+    if client is None or not (client.webhook_url and client.webhook_secret_sealed) or client.revoked_at is not None:
         return None
     delivery, created = WebhookDelivery.objects.get_or_create(
         client=client,
@@ -165,20 +172,27 @@ def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> Webhook
         return None
     delivery = WebhookDelivery.objects.select_related("client").get(pk=delivery_id)
     client = delivery.client
-    if not (client.webhook_url and client.webhook_secret) or client.revoked_at is not None:
+    if not (client.webhook_url and client.webhook_secret_sealed) or client.revoked_at is not None:
         delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
         delivery.last_error = "the client's webhook was removed or the client revoked"
         delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
         return delivery
 
-    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-Mpox-Delivery": str(delivery.pk),
-        SIGNATURE_HEADER: webhook_signature(secret=client.webhook_secret, timestamp=int(now.timestamp()), body=body),
-    }
-    status_code, error = _post(url=client.webhook_url, body=body, headers=headers)
+    try:
+        secret = sealed.unseal(client.webhook_secret_sealed)
+    except sealed.UnsealError:
+        # A failed try like any other, so setting SECRET_KEY_FALLBACKS or a new secret in time still delivers it.
+        status_code, error = None, UNSEAL_FAILED
+        logger.error("webhook delivery %s for client %s not sent: %s", delivery.pk, client.pk, UNSEAL_FAILED)
+    else:
+        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Mpox-Delivery": str(delivery.pk),
+            SIGNATURE_HEADER: webhook_signature(secret=secret, timestamp=int(now.timestamp()), body=body),
+        }
+        status_code, error = _post(url=client.webhook_url, body=body, headers=headers)
     delivery.last_status_code = status_code
     if status_code is not None and 200 <= status_code < 300:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = WebhookDelivery.Status.DELIVERED, now, None

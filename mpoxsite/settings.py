@@ -72,6 +72,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
+# Former SECRET_KEYs, still accepted for what they signed (sessions) and encrypted (API clients' webhook secrets):
+# rotate SECRET_KEY by moving the old one here.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS", "")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 PORT = envint("PORT", "8000")

@@ -5,6 +5,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
+from diagnosis import sealed
 from diagnosis.models import ApiClient
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,9 @@ def test_create_api_client_with_a_webhook_prints_its_secret_once() -> None:
     assert token.startswith("mpx_")
     assert secret.startswith("whsec_")
     assert len(secret) > 40
-    assert (client.webhook_url, client.webhook_secret) == ("https://ehr.example.org/hooks/mpox", secret)
+    assert client.webhook_url == "https://ehr.example.org/hooks/mpox"
+    assert secret not in client.webhook_secret_sealed
+    assert sealed.unseal(client.webhook_secret_sealed) == secret
 
 
 def test_without_a_webhook_only_the_token_is_printed() -> None:
@@ -42,12 +45,12 @@ def test_set_webhook_gives_an_existing_client_a_url_and_a_new_secret_and_removes
     _run("ehr", "--scope", "submit")
     [secret] = _run("--set-webhook", "ehr", "--webhook-url", "https://ehr.example.org/in")
     client = ApiClient.objects.get(name="ehr")
-    assert (client.webhook_url, client.webhook_secret) == ("https://ehr.example.org/in", secret)
+    assert (client.webhook_url, sealed.unseal(client.webhook_secret_sealed)) == ("https://ehr.example.org/in", secret)
     [rotated] = _run("--set-webhook", "ehr", "--webhook-url", "https://ehr.example.org/in")
     assert rotated != secret
     assert " ".join(_run("--set-webhook", "ehr", "--webhook-url", "")) == "Removed the webhook of API client ehr"
     client.refresh_from_db()
-    assert (client.webhook_url, client.webhook_secret) == ("", "")
+    assert (client.webhook_url, client.webhook_secret_sealed) == ("", "")
     with pytest.raises(CommandError, match="--webhook-url"):
         _run("--set-webhook", "ehr")
     with pytest.raises(CommandError, match="no API client"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from rest_framework.test import APIClient
 
 from diagnosis import api_auth, tasks, webhooks
@@ -23,6 +25,7 @@ from tests.photos import jpeg_bytes
 pytestmark = pytest.mark.django_db
 
 PATIENT = "MRN-7781234"
+ROTATED_KEY = "rotated-" + "k" * 50  # a SECRET_KEY other than the one the secrets were sealed under
 
 
 @dataclass
@@ -284,4 +287,85 @@ def test_a_delivery_owed_to_a_removed_webhook_is_given_up_unsent(receiver) -> No
     delivery.refresh_from_db()
     assert (delivery.status, delivery.next_attempt_at) == ("failed", None)
     assert "removed" in delivery.last_error
+    assert receiver.requests == []
+
+
+def test_the_secret_is_stored_encrypted_and_deliveries_verify_with_the_one_shown_at_creation(receiver) -> None:
+    client, http, secret = client_with_webhook(receiver.url)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM diagnosis_apiclient WHERE id = %s", [client.pk])
+        row = repr(cursor.fetchone())
+    assert secret.removeprefix("whsec_") not in row
+    delivery = webhooks.webhook_delivery_create(analysis=submit(http))
+    assert delivery is not None
+    webhooks.webhook_deliver(delivery_id=delivery.pk)
+    [(headers, body)] = receiver.requests
+    assert signature_ok(headers, body, secret)
+
+
+def test_after_secret_key_rotation_with_the_old_key_as_a_fallback_deliveries_still_verify(receiver, settings) -> None:
+    _, http, secret = client_with_webhook(receiver.url)
+    delivery = webhooks.webhook_delivery_create(analysis=submit(http))
+    assert delivery is not None
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = ROTATED_KEY
+    tasks.webhook_deliver.apply(args=(delivery.pk,), throw=True)
+    [(headers, body)] = receiver.requests
+    assert signature_ok(headers, body, secret)
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+
+
+@pytest.mark.parametrize("fix", ["old key as a fallback", "new webhook secret"])
+def test_after_secret_key_rotation_without_the_fallback_the_try_fails_naming_the_fix(
+    receiver, settings, caplog, fix: str
+) -> None:
+    client, http, secret = client_with_webhook(receiver.url)
+    delivery = webhooks.webhook_delivery_create(analysis=submit(http))
+    assert delivery is not None
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = ROTATED_KEY
+
+    with caplog.at_level(logging.INFO, logger="diagnosis.webhooks"):
+        tasks.webhook_deliver.apply(args=(delivery.pk,), throw=True)
+
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    reason = "set SECRET_KEY_FALLBACKS to the old key or rotate the webhook secret"
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
+    assert reason in delivery.last_error
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"webhook delivery {delivery.pk} for client {client.pk} not sent: {webhooks.UNSEAL_FAILED}"
+    ]
+    client.refresh_from_db()
+    assert secret not in caplog.text
+    assert client.webhook_secret_sealed not in caplog.text
+
+    # Either fix, made before the tries run out, lets the next try through.
+    if fix == "old key as a fallback":
+        settings.SECRET_KEY_FALLBACKS = [old_key]
+    else:
+        secret = webhooks.api_client_webhook_set(client=client, url=receiver.url)
+    assert delivery.next_attempt_at is not None
+    assert webhooks.webhook_sweep(now=delivery.next_attempt_at) == 1
+    [(headers, body)] = receiver.requests
+    assert signature_ok(headers, body, secret)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("delivered", 2, "")
+
+
+def test_a_secret_that_never_decrypts_again_is_given_up_after_the_last_attempt(receiver, settings) -> None:
+    settings.MPOX_WEBHOOK_MAX_ATTEMPTS = 2
+    _, http, _ = client_with_webhook(receiver.url)
+    delivery = webhooks.webhook_delivery_create(analysis=submit(http))
+    assert delivery is not None
+    settings.SECRET_KEY = ROTATED_KEY
+    now = delivery.next_attempt_at
+    assert now is not None
+    for _ in range(2):
+        assert webhooks.webhook_sweep(now=now) == 1
+        now += timedelta(hours=1)
+    assert webhooks.webhook_sweep(now=now) == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 2, webhooks.UNSEAL_FAILED)
     assert receiver.requests == []
