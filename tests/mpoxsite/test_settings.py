@@ -12,14 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def load(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL")
-    }
-    code = (
-        "from mpoxsite import settings as s; "
-        "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT)"
-    )
+OUTER = ("DEBUG", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASE_URL", "DB_CONN_MAX_AGE", "CELERY_BROKER_URL")
+
+
+def load(
+    tmp_path: Path,
+    printed: str = "s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT",
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Import the settings under ``env`` (and none of the outer environment's) and print ``printed`` of them."""
+    clean = {k: v for k, v in os.environ.items() if k not in OUTER}
+    code = f"from mpoxsite import settings as s; print({printed})"
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -55,6 +58,22 @@ def test_production_with_a_secret_key_and_services(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:3] == ["False", "django.db.backends.postgresql", "redis://redis:6379/0"]
+
+
+def test_former_secret_keys_are_read_for_rotation(tmp_path: Path) -> None:
+    result = load(tmp_path, "s.SECRET_KEY_FALLBACKS", SECRET_KEY_FALLBACKS="old-key-one,old-key-two")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['old-key-one', 'old-key-two']"
+    assert load(tmp_path, "s.SECRET_KEY_FALLBACKS").stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("database_url", ["", "postgres://u:p@db:5432/mpox"])
+def test_database_connections_are_kept_on_sqlite_and_postgresql(tmp_path: Path, database_url: str) -> None:
+    printed = "s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS']"
+    result = load(tmp_path, printed, DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["60", "True"]
+    assert load(tmp_path, printed, DATABASE_URL=database_url, DB_CONN_MAX_AGE="0").stdout.split() == ["0", "True"]
 
 
 @pytest.mark.parametrize(
