@@ -1,8 +1,8 @@
 """REST API v1 for other hospital systems: one DRF view per operation, thin over the models and services.
 
 Every call through ``ApiView`` is audited (``api_call``), failed authentication included, except repeated refusals:
-past the per-address rate for calls without a valid token, and for a scope the client lacks, only the first of each
-period is audited (``ApiView.audit_sparingly``). Errors are RFC 9457
+past the per-address rate for calls without a valid token, past a client's own rate, and for a scope the client
+lacks, only the first of each period is audited (``ApiView.audit_sparingly``). Errors are RFC 9457
 ``application/problem+json``. The schema (``/api/v1/schema``) and its documentation page serve no data and are
 neither authenticated nor audited.
 """
@@ -189,11 +189,22 @@ class ApiView(APIView):
         client = request.auth
         missing = api_auth.scopes_missing(client, self) if isinstance(client, ApiClient) else []
         if missing:
-            # A client lacking a scope is refused alike on every call, before its rate is checked: audit the first
-            # refusal per client, missing scopes and period of its rate (MPOX_API_RATE), not each one.
+            # DRF checks the rate after the permissions: count the refused call against the client's rate here, so
+            # that a client that keeps calling what it may not is held to MPOX_API_RATE (429 past it) like any other.
+            self.check_throttles(request)
+            # Below the rate it is refused alike on every call: audit the first refusal per client, missing scopes
+            # and period of its rate, not each one.
             rate = api_auth.ApiClientRateThrottle()
             self.audit_sparingly(f"{rate.get_cache_key(request, self)}_lacks_{'_'.join(missing)}", rate.duration)
         super().permission_denied(request, message=message, code=code)
+
+    def throttled(self, request: Request, wait: float) -> NoReturn:
+        # Past its rate a client is refused alike until the period ends: audit its first 429 per period, not each.
+        rate = api_auth.ApiClientRateThrottle()
+        key = rate.get_cache_key(request, self)
+        if key is not None:
+            self.audit_sparingly(f"{key}_throttled", rate.duration)
+        super().throttled(request, wait)
 
     def audit_sparingly(self, key: str, period: int) -> None:
         """Audit this refusal only if it is the first under ``key`` in ``period`` seconds, and count the others.

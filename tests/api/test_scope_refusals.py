@@ -1,4 +1,5 @@
-"""A client lacking a scope is answered 403 every time, but only the first refusal per scope and period is audited."""
+"""A client lacking a scope is answered 403 every time (429 past its rate), but only the first refusal per scope and
+period is audited, as is only the first 429 of a client past its rate."""
 
 from __future__ import annotations
 
@@ -41,6 +42,24 @@ def test_repeated_refusals_are_403_naming_the_scope_but_audited_and_logged_once(
     assert (entry.outcome, entry.detail["endpoint"], entry.detail["status"]) == ("denied", "api-analysis-heatmap", 403)
     assert entry.detail["unaudited_refusals_for_s"] == 60  # MPOX_API_RATE's period
     assert audit.audit_chain_verify().intact
+
+
+def test_refusals_count_against_the_clients_rate_and_past_it_are_429_audited_once(heatmap, settings) -> None:
+    settings.MPOX_API_RATE = "3/min"
+    reader = api_client_with("read")
+    responses = [reader.get(heatmap) for _ in range(6)]
+    assert [response.status_code for response in responses] == [403] * 3 + [429] * 3
+    assert all(0 < int(response["Retry-After"]) <= 60 for response in responses[3:])
+    assert [(entry.outcome, entry.detail["status"]) for entry in api_calls()] == [("denied", 403), ("denied", 429)]
+    assert audit.audit_chain_verify().intact
+
+
+def test_a_client_past_its_rate_is_audited_once_per_period(settings) -> None:
+    settings.MPOX_API_RATE = "2/min"
+    reader = api_client_with("read")
+    assert [reader.get("/api/v1/analyses").status_code for _ in range(6)] == [200, 200] + [429] * 4
+    assert [entry.detail["status"] for entry in api_calls()] == [200, 200, 429]
+    assert api_calls()[-1].detail["unaudited_refusals_for_s"] == 60
 
 
 def test_a_new_period_audits_again(heatmap) -> None:
