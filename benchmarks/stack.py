@@ -178,13 +178,12 @@ def paused(root: int) -> Iterator[None]:
                 os.kill(pid, signal.SIGCONT)
 
 
-def cpu_per_photo(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], photos: int
-) -> dict[str, float]:
+def cpu_spent_ms(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU ms each part of the stack spent between two ``process_tree_cpu_ms`` readings."""
     spent: dict[str, float] = {}
     for pid, (part, cpu_ms) in after.items():
         spent[part] = spent.get(part, 0.0) + cpu_ms - before.get(pid, (part, 0.0))[1]
-    return {part: round(ms / photos, 1) for part, ms in sorted(spent.items()) if ms > 0}
+    return spent
 
 
 class StackBench:
@@ -243,10 +242,10 @@ class StackBench:
             image_ids = list(pool.map(submit, enumerate(self.photos)))
         wait_all(self.finished, image_ids)
         elapsed = time.perf_counter() - start
-        client_ms = time.process_time() - client_before
+        client_ms = (time.process_time() - client_before) * 1000
         if linux and record:
-            spent = cpu_per_photo(cpu_before, process_tree_cpu_ms(self.stack.process.pid), 1)
-            spent["this benchmark (uploaders, result polling)"] = client_ms * 1000
+            spent = cpu_spent_ms(cpu_before, process_tree_cpu_ms(self.stack.process.pid))
+            spent["this benchmark (uploaders, result polling)"] = client_ms
             for part, ms in spent.items():
                 self.cpu[part] = self.cpu.get(part, 0.0) + ms
             self.cpu_photos += len(self.photos)
