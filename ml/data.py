@@ -120,6 +120,51 @@ def group_stratified_folds(dataset: Dataset, *, n_folds: int = 5, seed: int = 0)
     return folds
 
 
+@dataclass(frozen=True)
+class OodFold:
+    """Where one out-of-distribution photo sits in the cross-validation."""
+
+    record: ImageRecord
+    fold: int  # 1-based test fold
+    shares_group_with_known: bool  # the same photo (group) is also filed under a model class
+
+
+def ood_folds(
+    dataset: Dataset, folds: Sequence[tuple[np.ndarray, np.ndarray]], *, seed: int = 0
+) -> dict[str, tuple[OodFold, ...]]:
+    """Give every out-of-distribution photo a test fold, so that outlier exposure trains on some of them and is
+    scored on the others. A photo whose group also appears under a model class follows that group's fold (and must
+    never be trained as an outlier: it carries a class label elsewhere); the rest are split group-aware and
+    stratified by folder."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    known_groups = dataset.groups
+    fold_of_group = {known_groups[i]: k for k, (_, test) in enumerate(folds, start=1) for i in test}
+    own = [r for rs in dataset.ood.values() for r in rs if r.group not in fold_of_group]
+    fold_of_path: dict[Path, int] = {}
+    if own:
+        n_splits = min(len(folds), len({r.group for r in own}))
+        if n_splits >= 2:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            folders = np.array([r.label for r in own])
+            groups = np.array([r.group for r in own])
+            for k, (_, test) in enumerate(splitter.split(np.zeros(len(own)), folders, groups), start=1):
+                fold_of_path.update({own[i].path: k for i in test})
+        else:
+            fold_of_path.update({r.path: 1 for r in own})
+    return {
+        folder: tuple(
+            OodFold(
+                record=r,
+                fold=fold_of_group[r.group] if r.group in fold_of_group else fold_of_path[r.path],
+                shares_group_with_known=r.group in fold_of_group,
+            )
+            for r in records
+        )
+        for folder, records in dataset.ood.items()
+    }
+
+
 def shrink(image: Image.Image, *, short_side: int) -> Image.Image:
     """Downscale (never enlarge) so the short side is ``short_side``."""
     scale = short_side / min(image.size)

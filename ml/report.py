@@ -33,8 +33,11 @@ FPS_NOISE = 0.05  # relative FPS spread below which speed differences are not tr
 FPS_RUNS = 100
 MPOX = "monkeypox"
 PAPER_TARGETS = {"accuracy": 0.943, "mpox_recall": 0.958}
+# The variants a site could ship: each gets its own inconclusive rule, chosen on its own folds.
+SHIPPABLE = ("fast_mpoxnet", "fast_mpoxnet_oe")
 TITLES = {
     "fast_mpoxnet": "Fast-MpoxNet (ImageNet backbone)",
+    "fast_mpoxnet_oe": "Fast-MpoxNet (ImageNet backbone, outlier exposure)",
     "fast_mpoxnet_20ep": "Fast-MpoxNet (ImageNet backbone, 20 epochs)",
     "shufflenet_v2_x0_5": "ShuffleNetV2-x0.5 (ImageNet backbone)",
     "fast_mpoxnet_scratch": "Fast-MpoxNet (from scratch, ablation)",
@@ -200,8 +203,9 @@ def _pooled(folds: Sequence[dict[str, Any]], method: str) -> tuple[np.ndarray, n
 
 def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """For each score the fold files allow, choose the threshold on the pooled out-of-fold predictions of the
-    known classes, then report it on the out-of-distribution folders (each fold's model sees every OOD image;
-    fractions are pooled over folds). The site's rule is the deployable score that flags the most OOD photos."""
+    known classes, then report it on the out-of-distribution folders (fractions pooled over folds: a folder the
+    model trained on as outliers contributes each fold's test photos, any other folder every photo in every fold).
+    The site's rule is the deployable score that flags the most OOD photos."""
     names = list(folds[0]["class_names"])
     mpox_index = names.index(MPOX) if MPOX in names else 0
     methods = [m for m in SCORE_METHODS if all(_scores(f, m) is not None for f in folds)]
@@ -215,7 +219,9 @@ def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
         **rule,
         "method": chosen,
         "score": SCORE_DESCRIPTIONS[chosen],
-        "chosen_on": "pooled out-of-fold predictions of the known classes (Fast-MpoxNet)",
+        "variant": folds[0]["variant"],
+        "title": folds[0].get("title", TITLES.get(folds[0]["variant"], folds[0]["variant"])),
+        "chosen_on": "pooled out-of-fold predictions of the known classes",
         "rule": "largest threshold with mpox recall (inconclusive mpox counted as missed) at most 4 points below "
         "the recall without the rule (a 5-point budget minus a 1-point margin)",
         "methods": {
@@ -234,6 +240,7 @@ def _method_summary(
     cut = -np.inf if threshold is None else threshold
     ood: dict[str, Any] = {}
     pooled: list[np.ndarray] = []
+    pooled_unseen: list[np.ndarray] = []
     for folder in sorted({k for f in folds for k in f.get("ood", {})}):
         blocks = [f["ood"][folder] for f in folds if folder in f["ood"] and len(f["ood"][folder]["probs"])]
         if not blocks:
@@ -241,17 +248,23 @@ def _method_summary(
         folder_scores = np.concatenate([_scores(b, method) for b in blocks])  # type: ignore[misc]
         folder_probs = np.concatenate([np.asarray(b["probs"], dtype=np.float64) for b in blocks])
         pooled.append(folder_scores)
+        if not any(b.get("exposed_in_training") for b in blocks):
+            pooled_unseen.append(folder_scores)
         predicted_ood = np.bincount(folder_probs.argmax(axis=1), minlength=len(names))
         ood[folder] = {
-            "images": len(blocks[0].get("files", [])),
+            "images": len({name for b in blocks for name in b.get("files", [])}),
+            "exposed_in_training": any(b.get("exposed_in_training") for b in blocks),
             "predictions": len(folder_scores),
             "flagged_fraction": float((folder_scores < cut).mean()),
             "predicted_fraction": {n: float(c / len(folder_probs)) for n, c in zip(names, predicted_ood, strict=True)},
         }
     all_ood = np.concatenate(pooled) if pooled else np.zeros(0)
+    unseen = np.concatenate(pooled_unseen) if pooled_unseen else np.zeros(0)
     return {
         "threshold": threshold,
         "ood_flagged_fraction": float((all_ood < cut).mean()) if all_ood.size else 0.0,
+        # Folders never used for outlier exposure: diseases the model never saw (all folders without exposure).
+        "ood_unseen_flagged_fraction": float((unseen < cut).mean()) if unseen.size else None,
         "ood": ood,
         "known_flagged_fraction": float((scores < cut).mean()),
         "mpox_recall_before": metrics.recall_with_threshold(scores, predicted, y_true, mpox_index),
@@ -406,7 +419,7 @@ def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any
             if key in complete
         }
     )
-    inconclusive = inconclusive_analysis(by_variant["fast_mpoxnet"]) if "fast_mpoxnet" in by_variant else {}
+    inconclusive_by_variant = {k: inconclusive_analysis(by_variant[k]) for k in SHIPPABLE if k in by_variant}
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "class_names": names,
@@ -415,7 +428,9 @@ def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any
         "practicality_inputs": f"mean accuracy, FPS, and {mpox} recall and specificity; weights "
         + ", ".join(f"{k} {w}" for k, w in metrics.PRACTICALITY_WEIGHTS.items()),
         "fps_method": fps.get("method", ""),
-        "inconclusive": inconclusive,
+        # "inconclusive" is the paper model's rule (older readers); each shippable variant's is in the other key.
+        "inconclusive": inconclusive_by_variant.get("fast_mpoxnet", {}),
+        "inconclusive_by_variant": inconclusive_by_variant,
         "paper_targets": PAPER_TARGETS,
     }
 
@@ -570,7 +585,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         if key == "fast_mpoxnet" and "roc" in figures:
             lines += ["", f"![ROC curves]({figures['roc']})"]
         lines.append("")
-    lines += _inconclusive_markdown(report.get("inconclusive") or {})
+    rules = report.get("inconclusive_by_variant") or {"fast_mpoxnet": report.get("inconclusive") or {}}
+    for rule in rules.values():
+        lines += _inconclusive_markdown(rule)
     return "\n".join(lines) + "\n"
 
 
@@ -624,7 +641,7 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
     check = rule.get("held_out_check") or {}
     methods = rule.get("methods") or {}
     lines = [
-        "## Inconclusive rule and out-of-distribution photos (Fast-MpoxNet)",
+        f"## Inconclusive rule and out-of-distribution photos ({rule.get('title', TITLES['fast_mpoxnet'])})",
         "",
         f"Rule: {rule['score']} below **{rule['threshold']:.4f}** → inconclusive (method `{rule['method']}`). "
         f"The threshold was chosen on the {rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD "
@@ -657,13 +674,31 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
             else "— **not met**: the rule alone does not catch "
             "diseases outside the model's classes; the UI must keep saying so."
         ),
+        *(
+            [
+                f"- Of those, photos of diseases never shown in training: "
+                f"**{rule['ood_unseen_flagged_fraction']:.1%}** flagged."
+            ]
+            if rule.get("ood_unseen_flagged_fraction") is not None
+            and any(row.get("exposed_in_training") for row in rule["ood"].values())
+            else []
+        ),
         "",
-        "| folder | images | flagged | predicted as (all fold models pooled) |",
-        "| --- | --- | --- | --- |",
+        "| folder | images | in training | flagged | predicted as (all fold models pooled) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for folder, row in rule["ood"].items():
         spread = ", ".join(f"{k} {v:.0%}" for k, v in row["predicted_fraction"].items())
-        lines.append(f"| {folder} | {row['images']} | {row['flagged_fraction']:.1%} | {spread} |")
+        seen = "other photos, as outliers" if row.get("exposed_in_training") else "never"
+        lines.append(f"| {folder} | {row['images']} | {seen} | {row['flagged_fraction']:.1%} | {spread} |")
+    if any(row.get("exposed_in_training") for row in rule["ood"].values()):
+        lines += [
+            "",
+            "A folder marked 'other photos, as outliers' was part of outlier-exposure training: each fold's model "
+            "is scored on that folder's test-fold photos only, which it never saw (group-aware, like the classes), "
+            "but the disease itself was shown to it. A folder marked 'never' measures a disease the model never "
+            "saw at all, the harder case a clinic will meet.",
+        ]
     if methods:
         folders = list(rule["ood"])
         lines += [

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from tqdm import tqdm
 
 from ml.augment import PaperAugment, normalise
@@ -48,6 +48,13 @@ class TrainSettings:
     # heads) learn at this rate while the pretrained stem and stages 2-4 keep ``learning_rate``.
     head_learning_rate: float | None = None
     augment_k: int = 6
+    # Outlier exposure (Hendrycks et al., ICLR 2019), not in the paper: photos of these out-of-distribution
+    # folders join training with a loss that pushes the main head towards the uniform distribution, so that the
+    # inconclusive rule can catch diseases outside the model's classes. Each epoch draws ``outlier_share`` times
+    # the number of class photos from them (a fixed extra cost whatever the folders' size).
+    outlier_folders: tuple[str, ...] = ()
+    outlier_weight: float = 0.5
+    outlier_share: float = 0.25
     seed: int = 0
     workers: int = 1
     backbone_weights: str = str(DEFAULT_BACKBONE)
@@ -59,11 +66,16 @@ class TrainSettings:
             raise ValueError("the head learning rate must be positive")
         if self.aux_weight < 0:
             raise ValueError("the auxiliary loss weight cannot be negative")
+        if self.outlier_weight < 0 or not 0 < self.outlier_share <= 1:
+            raise ValueError("the outlier loss weight cannot be negative and the outlier share must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["optimizer"] = "Adam"
         data["loss"] = "cross-entropy (main + auxiliary heads)" if self.arch == "fast_mpoxnet" else "cross-entropy"
+        data["outlier_folders"] = list(self.outlier_folders)
+        if self.outlier_folders:
+            data["loss"] += f" + {self.outlier_weight} x outlier exposure (main head towards uniform)"
         return data
 
 
@@ -72,6 +84,9 @@ class TrainResult:
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+OUTLIER = -1  # the target of an outlier-exposure photo
 
 
 class AugmentedImages(Dataset[tuple[Tensor, int]]):
@@ -90,6 +105,16 @@ class AugmentedImages(Dataset[tuple[Tensor, int]]):
         rng = random.Random(hash((self.seed, self.epoch, index)))
         image = self.cache.train_images[self.records[index].path]
         return self.augment(image, rng), self.labels[index]
+
+
+def epoch_indices(n_known: int, n_outliers: int, share: float, *, seed: int, epoch: int) -> list[int]:
+    """Every class photo, plus ``share`` x their number of outlier photos drawn afresh each epoch (the outliers sit
+    after the class photos in the dataset)."""
+    if not n_outliers:
+        return list(range(n_known))
+    draw = min(n_outliers, max(1, round(share * n_known)))
+    rng = random.Random(f"outliers:{seed}:{epoch}")  # a str seed: hash() of a str differs between processes
+    return [*range(n_known), *(n_known + i for i in rng.sample(range(n_outliers), draw))]
 
 
 def seed_everything(seed: int) -> None:
@@ -155,12 +180,16 @@ def train_model(
     preprocessing: Preprocessing,
     val_records: Sequence[ImageRecord] = (),
     val_labels: Sequence[int] = (),
+    outliers: Sequence[ImageRecord] = (),
     device: torch.device | None = None,
     resume_path: Path | None = None,
     description: str = "train",
     progress: bool = True,
 ) -> TrainResult:
-    """Train one model. With ``resume_path`` the state is saved there after every epoch and picked up again."""
+    """Train one model. With ``resume_path`` the state is saved there after every epoch and picked up again.
+    ``outliers`` are out-of-distribution photos for outlier exposure (``settings.outlier_folders``)."""
+    if outliers and not settings.outlier_folders:
+        raise ValueError("outlier photos were given but the settings name no outlier folders")
     device = device or pick_device()
     seed_everything(settings.seed)
     model = make_model(settings, num_classes).to(device)
@@ -177,7 +206,9 @@ def train_model(
     augment = PaperAugment(
         input_size=preprocessing.input_size, mean=preprocessing.mean, std=preprocessing.std, k=settings.augment_k
     )
-    images = AugmentedImages(records, labels, cache, augment, settings.seed)
+    images = AugmentedImages(
+        [*records, *outliers], [*labels, *([OUTLIER] * len(outliers))], cache, augment, settings.seed
+    )
     val_inputs = eval_tensor(val_records, cache, preprocessing) if val_records else None
     criterion = nn.CrossEntropyLoss()
     started = time.perf_counter()
@@ -192,19 +223,23 @@ def train_model(
     )
     for epoch in bar:
         images.epoch = epoch
+        indices = epoch_indices(len(records), len(outliers), settings.outlier_share, seed=settings.seed, epoch=epoch)
+        # One generator for the order and the workers' seeds (torchvision's random crop draws from torch's RNG),
+        # as shuffle=True used it: without outliers an epoch is what it was before outlier exposure existed.
+        generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)
         loader = DataLoader(
             images,
             batch_size=settings.batch_size,
-            shuffle=True,
-            drop_last=len(images) > settings.batch_size,
+            sampler=SubsetRandomSampler(indices, generator=generator),
+            drop_last=len(indices) > settings.batch_size,
             num_workers=settings.workers,
-            generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch),
+            generator=generator,
         )
         model.train()
         total, seen = 0.0, 0
         for inputs, targets in loader:
             inputs, targets = inputs.to(device), targets.to(device)
-            loss = _loss(model, inputs, targets, criterion, settings.aux_weight)
+            loss = _loss(model, inputs, targets, criterion, settings)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,14 +268,27 @@ def train_model(
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - started)
 
 
-def _loss(model: nn.Module, inputs: Tensor, targets: Tensor, criterion: nn.Module, aux_weight: float) -> Tensor:
+def _loss(model: nn.Module, inputs: Tensor, targets: Tensor, criterion: nn.Module, settings: TrainSettings) -> Tensor:
     if isinstance(model, FastMpoxNet):
         out = model.forward_train(inputs)
-        loss = criterion(out.logits, targets)
-        for aux in out.aux_logits:
-            loss = loss + aux_weight * criterion(aux, targets)
+        logits, aux_logits = out.logits, out.aux_logits
+    else:
+        logits, aux_logits = model(inputs), ()
+    outlier = targets == OUTLIER
+    if not outlier.any():
+        loss = criterion(logits, targets)
+        for aux in aux_logits:
+            loss = loss + settings.aux_weight * criterion(aux, targets)
         return loss
-    return criterion(model(inputs), targets)
+    known = ~outlier
+    loss = logits.new_zeros(())
+    if known.any():
+        loss = criterion(logits[known], targets[known])
+        for aux in aux_logits:
+            loss = loss + settings.aux_weight * criterion(aux[known], targets[known])
+    # Cross-entropy from the uniform distribution: the mean over classes of -log softmax.
+    uniform_ce = -torch.log_softmax(logits[outlier], dim=1).mean(dim=1).mean()
+    return loss + settings.outlier_weight * uniform_ce
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.partial if it exists")
     parser.add_argument(
+        "--outlier-exposure",
+        default="",
+        metavar="FOLDERS",
+        help="comma-separated out-of-distribution folders of --data to train as outliers (e.g. hfmd,other,smallpox)",
+    )
+    parser.add_argument(
         "--crossval",
         type=Path,
         default=None,
@@ -270,8 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    outlier_folders = tuple(f.strip() for f in args.outlier_exposure.split(",") if f.strip())
     try:
         dataset = load_dataset(args.data, class_names=classes)
+        unknown = [f for f in outlier_folders if f not in dataset.ood]
+        if unknown:
+            raise ValueError(
+                f"--outlier-exposure: {', '.join(unknown)} is not an out-of-distribution folder of {args.data} "
+                f"(those are: {', '.join(dataset.ood) or 'none'})"
+            )
         settings = TrainSettings(
             pretrained=not args.scratch,
             epochs=args.epochs,
@@ -280,13 +341,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             workers=args.workers,
             backbone_weights=str(args.backbone),
+            outlier_folders=outlier_folders,
         )
         if settings.pretrained and not args.backbone.is_file():
             raise FileNotFoundError(f"backbone weights not found at {args.backbone} (or pass --scratch)")
+        if args.crossval:  # checked now rather than after hours of training
+            from ml.crossval import read_crossval, variant_of
+
+            read_crossval(args.crossval, variant_of(settings.arch, settings.to_dict()))
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
     preprocessing = Preprocessing()
-    cache = ImageCache(dataset.records)
+    # Photos filed under a model class as well (same manifest group) are never trained as outliers.
+    known_groups = set(dataset.groups)
+    outliers = [r for f in outlier_folders for r in dataset.ood[f] if r.group not in known_groups]
+    cache = ImageCache([*dataset.records, *outliers])
     partial = args.out.with_name(args.out.name + ".partial")
     if not args.resume and partial.exists():
         partial.unlink()
@@ -297,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_classes=len(classes),
         cache=cache,
         preprocessing=preprocessing,
+        outliers=outliers,
         device=pick_device(args.device),
         resume_path=partial,
     )
@@ -310,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         training={
             **settings.to_dict(),
             "images": len(dataset.records),
+            "outlier_images": len(outliers),
             "data": str(args.data),
             "seconds": round(result.seconds, 1),
             "history": result.history,
