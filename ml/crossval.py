@@ -213,20 +213,20 @@ def run_fold(
 
 def variant_of(arch: str, training: dict[str, Any]) -> str:
     """The cross-validated variant a model was trained like (architecture, backbone, outlier folders, loss)."""
-    outliers = tuple(training.get("outlier_folders") or ())
+    outliers = frozenset(training.get("outlier_folders") or ())  # the order they were named in does not matter
     pretrained = bool(training.get("pretrained", True))
     for variant in VARIANTS.values():
         if (
             variant.arch == arch
             and variant.pretrained == pretrained
-            and variant.outlier_exposure == outliers
+            and frozenset(variant.outlier_exposure) == outliers
             and variant.aux_weight == training.get("aux_weight", 1.0)
             and variant.head_learning_rate == training.get("head_learning_rate")
         ):
             return variant.key
     raise ValueError(
         f"no cross-validated variant was trained like this model ({arch}, outlier folders "
-        f"{', '.join(outliers) or 'none'})"
+        f"{', '.join(sorted(outliers)) or 'none'})"
     )
 
 

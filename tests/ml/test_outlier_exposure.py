@@ -522,11 +522,6 @@ def test_the_report_written_by_ml_report_sets_each_variants_rule(two_variants) -
         assert checkpoint.inconclusive == InconclusiveRule(method=rule["method"], threshold=rule["threshold"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml/crossval.py variant_of compares outlier folders as an ordered tuple: --outlier-exposure "
-    "smallpox,hfmd,other trains like fast_mpoxnet_oe but matches no variant (ValueError)",
-)
 def test_the_outlier_folders_are_matched_whatever_their_order(crossval_json) -> None:
     checkpoint = apply_crossval_summary(
         checkpoint_trained_like(outlier_folders=("smallpox", "hfmd", "other")), crossval_json
