@@ -52,16 +52,23 @@ class InconclusiveRule:
     probability (``max_probability``; a threshold of 0 disables the rule), ``certainty`` (1 - the softmax's
     entropy / log(classes): low when the probability is spread over several classes, not only when the top one is
     small), or ``energy`` (the logsumexp of the logits, which keeps the scale that softmax discards). ``ml.report``
-    chooses the method and threshold on the cross-validation's out-of-fold predictions."""
+    chooses the method and threshold on the cross-validation's out-of-fold predictions.
+
+    With ``label_thresholds`` (one per class, in the checkpoint's class order) the threshold depends on the top
+    label: the report sets a stricter one for the reassuring labels (not mpox) than for mpox, whose threshold is
+    bounded by the mpox-recall budget. ``threshold`` then holds the mpox one, for readers of older contracts."""
 
     method: str = "max_probability"
     threshold: float = 0.0
+    label_thresholds: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in INCONCLUSIVE_METHODS:
             raise ValueError(
                 f"unknown inconclusive method {self.method!r}; choose from {', '.join(INCONCLUSIVE_METHODS)}"
             )
+        if not all(np.isfinite(t) for t in (self.threshold, *self.label_thresholds)):
+            raise ValueError("inconclusive thresholds must be finite numbers")
 
     def score(self, logits: np.ndarray) -> float:
         logits = np.asarray(logits, dtype=np.float64)
@@ -75,8 +82,25 @@ class InconclusiveRule:
             return 1.0 - entropy / float(np.log(len(logits)))
         return float(np.exp(top - log_total))  # the top softmax probability
 
+    def threshold_for(self, label_index: int) -> float:
+        return self.label_thresholds[label_index] if self.label_thresholds else self.threshold
+
     def is_inconclusive(self, logits: np.ndarray) -> bool:
-        return self.score(logits) < self.threshold
+        return self.score(logits) < self.threshold_for(int(np.argmax(logits)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"method": self.method, "threshold": self.threshold}
+        if self.label_thresholds:
+            data["label_thresholds"] = list(self.label_thresholds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InconclusiveRule:
+        return cls(
+            method=data.get("method", "max_probability"),
+            threshold=float(data.get("threshold", 0.0)),
+            label_thresholds=tuple(float(t) for t in data.get("label_thresholds") or ()),
+        )
 
 
 @dataclass
@@ -95,6 +119,13 @@ class Checkpoint:
     epoch: int = 0
     optimizer_state: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        thresholds = self.inconclusive.label_thresholds
+        if thresholds and len(thresholds) != len(self.class_names):
+            raise ValueError(
+                f"the inconclusive rule has {len(thresholds)} label thresholds for {len(self.class_names)} classes"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -107,7 +138,7 @@ class Checkpoint:
                 "mean": list(self.preprocessing.mean),
                 "std": list(self.preprocessing.std),
             },
-            "inconclusive": {"method": self.inconclusive.method, "threshold": self.inconclusive.threshold},
+            "inconclusive": self.inconclusive.to_dict(),
             "manifest_sha256": self.manifest_sha256,
             "training": self.training,
             "metrics": self.metrics,
@@ -167,9 +198,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 mean=tuple(pre["mean"]),  # type: ignore[arg-type]
                 std=tuple(pre["std"]),  # type: ignore[arg-type]
             ),
-            inconclusive=InconclusiveRule(
-                method=rule.get("method", "max_probability"), threshold=float(rule.get("threshold", 0.0))
-            ),
+            inconclusive=InconclusiveRule.from_dict(rule),
             manifest_sha256=data.get("manifest_sha256", ""),
             training=data.get("training") or {},
             metrics=data.get("metrics") or {},

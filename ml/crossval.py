@@ -251,8 +251,14 @@ def apply_crossval_summary(checkpoint: Checkpoint, crossval_json: str | Path, va
     rule = rules.get(variant) or {}
     checkpoint.metrics = {"crossval": summary, "variant": variant, "source": str(crossval_json)}
     if "threshold" in rule:
+        by_label = rule.get("label_thresholds") or {}
+        missing = [name for name in checkpoint.class_names if by_label and name not in by_label]
+        if missing:
+            raise ValueError(f"{crossval_json} has no inconclusive threshold for {', '.join(missing)}")
         checkpoint.inconclusive = InconclusiveRule(
-            method=rule.get("method", "max_probability"), threshold=float(rule["threshold"])
+            method=rule.get("method", "max_probability"),
+            threshold=float(rule["threshold"]),
+            label_thresholds=tuple(float(by_label[name]) for name in checkpoint.class_names) if by_label else (),
         )
         checkpoint.metrics["inconclusive"] = rule
     return checkpoint

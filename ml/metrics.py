@@ -207,3 +207,31 @@ def choose_threshold(
         else:
             break
     return best
+
+
+def choose_reassuring_threshold(
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    y_true: Sequence[int] | np.ndarray,
+    mpox_index: int,
+    max_accuracy: float = 0.5,
+) -> float | None:
+    """The largest score threshold below which the reassuring labels (every prediction that is not mpox) were right
+    at most ``max_accuracy`` of the time on these out-of-fold predictions: withholding a label that is more often
+    wrong than right costs the reviewer nothing and keeps a misleading "not mpox" off the screen. Flagging these
+    never lowers mpox recall (an mpox photo given another label is missed either way). None when even the least
+    sure reassuring prediction was right more often than that."""
+    reassuring = np.asarray(predicted) != mpox_index
+    ranked = np.asarray(scores, dtype=np.float64)[reassuring]
+    right = (np.asarray(predicted) == np.asarray(y_true))[reassuring]
+    order = np.argsort(ranked, kind="stable")
+    ranked, right = ranked[order], right[order]
+    best: float | None = None
+    correct = 0
+    # The rule flags score < threshold, so a threshold equal to the next distinct score flags all scores so far.
+    for i in range(len(ranked)):
+        correct += int(right[i])
+        last_of_its_value = i + 1 == len(ranked) or ranked[i + 1] > ranked[i]
+        if last_of_its_value and correct / (i + 1) <= max_accuracy + 1e-12:
+            best = float(ranked[i + 1]) if i + 1 < len(ranked) else float(np.nextafter(ranked[i], np.inf))
+    return best

@@ -201,97 +201,171 @@ def _pooled(folds: Sequence[dict[str, Any]], method: str) -> tuple[np.ndarray, n
     )
 
 
+RULE_KINDS = ("by_label", "single")
+RULE_KIND_DESCRIPTIONS = {
+    "single": "one threshold for every label, the largest within the mpox-recall budget",
+    "by_label": "the mpox threshold as for one threshold, and for the reassuring labels (chickenpox, measles, "
+    "normal) the largest threshold below which they were right at most half the time (never below the mpox one)",
+}
+REASSURING_MAX_ACCURACY = 0.5
+
+
 def inconclusive_analysis(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """For each score the fold files allow, choose the threshold on the pooled out-of-fold predictions of the
-    known classes, then report it on the out-of-distribution folders (fractions pooled over folds: a folder the
-    model trained on as outliers contributes each fold's test photos, any other folder every photo in every fold).
-    The site's rule is the deployable score that flags the most OOD photos."""
+    """For each score the fold files allow and each kind of rule, choose the thresholds on the pooled out-of-fold
+    predictions of the known classes, then report them on the out-of-distribution folders (fractions pooled over
+    folds: a folder the model trained on as outliers contributes each fold's test photos, any other folder every
+    photo in every fold). The site's rule is by label (a stricter threshold for reassuring labels, which costs no
+    mpox recall) on the deployable score that flags the most OOD photos."""
     names = list(folds[0]["class_names"])
     mpox_index = names.index(MPOX) if MPOX in names else 0
     methods = [m for m in SCORE_METHODS if all(_scores(f, m) is not None for f in folds)]
-    summaries = {m: _method_summary(folds, m, mpox_index, names) for m in methods}
-    usable = [m for m in methods if m in DEPLOYABLE_METHODS and summaries[m]["threshold"] is not None]
-    chosen = max(usable, key=lambda m: summaries[m]["ood_flagged_fraction"]) if usable else "max_probability"
-    rule = summaries[chosen]
-    if rule["threshold"] is None:  # no threshold fits the budget: the rule is off
-        rule = {**rule, "threshold": 0.0}
+    summaries = {
+        f"{m}/{kind}": {"method": m, "kind": kind, **_method_summary(folds, m, kind, mpox_index, names)}
+        for m in methods
+        for kind in (RULE_KINDS if m in DEPLOYABLE_METHODS else ("single",))
+    }
+    usable = [
+        key
+        for key, summary in summaries.items()
+        if summary["method"] in DEPLOYABLE_METHODS
+        and summary["kind"] == "by_label"
+        and summary["threshold"] is not None
+    ]
+    chosen = max(usable, key=lambda k: summaries[k]["ood_flagged_fraction"]) if usable else None
+    if chosen is None:  # no threshold fits the budget: the rule is off
+        rule = {**summaries.get("max_probability/single", {}), "method": "max_probability", "kind": "single"}
+        rule.update(threshold=0.0, label_thresholds={})
+    else:
+        rule = summaries[chosen]
     return {
         **rule,
-        "method": chosen,
-        "score": SCORE_DESCRIPTIONS[chosen],
+        "score": SCORE_DESCRIPTIONS[rule["method"]],
         "variant": folds[0]["variant"],
         "title": folds[0].get("title", TITLES.get(folds[0]["variant"], folds[0]["variant"])),
         "chosen_on": "pooled out-of-fold predictions of the known classes",
-        "rule": "largest threshold with mpox recall (inconclusive mpox counted as missed) at most 4 points below "
-        "the recall without the rule (a 5-point budget minus a 1-point margin)",
+        "rule": RULE_KIND_DESCRIPTIONS[rule["kind"]]
+        + "; the mpox-recall budget: inconclusive mpox counted as missed, at most 4 points below the recall "
+        "without the rule (a 5-point budget minus a 1-point margin)",
         "methods": {
-            m: {k: v for k, v in summary.items() if k != "ood"}
+            key: {k: v for k, v in summary.items() if k != "ood"}
             | {"ood_by_folder": {folder: row["flagged_fraction"] for folder, row in summary["ood"].items()}}
-            for m, summary in summaries.items()
+            for key, summary in summaries.items()
         },
     }
 
 
-def _method_summary(
-    folds: Sequence[dict[str, Any]], method: str, mpox_index: int, names: Sequence[str]
-) -> dict[str, Any]:
-    scores, predicted, y_true = _pooled(folds, method)
+def _thresholds(
+    scores: np.ndarray, predicted: np.ndarray, y_true: np.ndarray, kind: str, mpox_index: int, n_classes: int
+) -> tuple[float | None, list[float]]:
+    """The mpox threshold (None when none fits the budget) and one threshold per label for the rule's kind."""
     threshold = metrics.choose_threshold(scores, predicted, y_true, mpox_index, max_recall_drop=0.05, margin=0.01)
     cut = -np.inf if threshold is None else threshold
+    per_label = [cut] * n_classes
+    if kind == "by_label":
+        reassuring = metrics.choose_reassuring_threshold(
+            scores, predicted, y_true, mpox_index, max_accuracy=REASSURING_MAX_ACCURACY
+        )
+        if reassuring is not None:
+            per_label = [cut if i == mpox_index else max(cut, reassuring) for i in range(n_classes)]
+    return threshold, per_label
+
+
+def _flagged(scores: np.ndarray, predicted: np.ndarray, per_label: Sequence[float]) -> np.ndarray:
+    return np.asarray(scores, dtype=np.float64) < np.asarray(per_label, dtype=np.float64)[np.asarray(predicted)]
+
+
+def _ood_blocks(folds: Sequence[dict[str, Any]], folder: str) -> list[dict[str, Any]]:
+    return [f["ood"][folder] for f in folds if folder in f.get("ood", {}) and len(f["ood"][folder]["probs"])]
+
+
+def _method_summary(
+    folds: Sequence[dict[str, Any]], method: str, kind: str, mpox_index: int, names: Sequence[str]
+) -> dict[str, Any]:
+    scores, predicted, y_true = _pooled(folds, method)
+    threshold, per_label = _thresholds(scores, predicted, y_true, kind, mpox_index, len(names))
+    known_flags = _flagged(scores, predicted, per_label)
     ood: dict[str, Any] = {}
     pooled: list[np.ndarray] = []
     pooled_unseen: list[np.ndarray] = []
     for folder in sorted({k for f in folds for k in f.get("ood", {})}):
-        blocks = [f["ood"][folder] for f in folds if folder in f["ood"] and len(f["ood"][folder]["probs"])]
+        blocks = _ood_blocks(folds, folder)
         if not blocks:
             continue
         folder_scores = np.concatenate([_scores(b, method) for b in blocks])  # type: ignore[misc]
         folder_probs = np.concatenate([np.asarray(b["probs"], dtype=np.float64) for b in blocks])
-        pooled.append(folder_scores)
+        flags = _flagged(folder_scores, folder_probs.argmax(axis=1), per_label)
+        pooled.append(flags)
         if not any(b.get("exposed_in_training") for b in blocks):
-            pooled_unseen.append(folder_scores)
+            pooled_unseen.append(flags)
         predicted_ood = np.bincount(folder_probs.argmax(axis=1), minlength=len(names))
         ood[folder] = {
             "images": len({name for b in blocks for name in b.get("files", [])}),
             "exposed_in_training": any(b.get("exposed_in_training") for b in blocks),
             "predictions": len(folder_scores),
-            "flagged_fraction": float((folder_scores < cut).mean()),
+            "flagged_fraction": float(flags.mean()),
             "predicted_fraction": {n: float(c / len(folder_probs)) for n, c in zip(names, predicted_ood, strict=True)},
         }
-    all_ood = np.concatenate(pooled) if pooled else np.zeros(0)
-    unseen = np.concatenate(pooled_unseen) if pooled_unseen else np.zeros(0)
+    all_ood = np.concatenate(pooled) if pooled else np.zeros(0, dtype=bool)
+    unseen = np.concatenate(pooled_unseen) if pooled_unseen else np.zeros(0, dtype=bool)
+    shown = ~known_flags
     return {
         "threshold": threshold,
-        "ood_flagged_fraction": float((all_ood < cut).mean()) if all_ood.size else 0.0,
+        # None of them when no mpox threshold fits the budget (the rule is then off, not -inf in the JSON).
+        "label_thresholds": dict(zip(names, per_label, strict=True))
+        if kind == "by_label" and threshold is not None
+        else {},
+        "ood_flagged_fraction": float(all_ood.mean()) if all_ood.size else 0.0,
         # Folders never used for outlier exposure: diseases the model never saw (all folders without exposure).
-        "ood_unseen_flagged_fraction": float((unseen < cut).mean()) if unseen.size else None,
+        "ood_unseen_flagged_fraction": float(unseen.mean()) if unseen.size else None,
         "ood": ood,
-        "known_flagged_fraction": float((scores < cut).mean()),
+        "known_flagged_fraction": float(known_flags.mean()),
+        "accuracy_shown": float((predicted[shown] == y_true[shown]).mean()) if shown.any() else None,
         "mpox_recall_before": metrics.recall_with_threshold(scores, predicted, y_true, mpox_index),
-        "mpox_recall_after": metrics.recall_with_threshold(scores, predicted, y_true, mpox_index, cut),
-        "held_out_check": held_out_threshold_check(folds, mpox_index, method),
+        "mpox_recall_after": _mpox_recall(known_flags, predicted, y_true, mpox_index),
+        "held_out_check": held_out_threshold_check(folds, mpox_index, method, kind),
     }
 
 
+def _mpox_recall(flags: np.ndarray, predicted: np.ndarray, y_true: np.ndarray, mpox_index: int) -> float:
+    is_mpox = np.asarray(y_true) == mpox_index
+    if not is_mpox.any():
+        return 0.0
+    return float(((np.asarray(predicted) == mpox_index) & ~flags)[is_mpox].mean())
+
+
 def held_out_threshold_check(
-    folds: Sequence[dict[str, Any]], mpox_index: int, method: str = "max_probability"
+    folds: Sequence[dict[str, Any]], mpox_index: int, method: str = "max_probability", kind: str = "single"
 ) -> dict[str, Any]:
-    """Does the rule generalise? For each fold, choose the threshold on the other folds' predictions and measure the
-    mpox recall drop on the held-out fold (the budget is 5 points; 4 are spent when choosing)."""
+    """Does the rule generalise? For each fold, choose the thresholds on the other folds' predictions and measure
+    on the held-out fold the mpox recall drop (the budget is 5 points; 4 are spent when choosing), the share of
+    known-class photos flagged and the share of out-of-distribution photos flagged."""
     if len(folds) < 2:
         return {}
+    n_classes = len(folds[0]["class_names"])
     drops: list[float] = []
+    known: list[float] = []
+    ood: list[float] = []
     for k, held in enumerate(folds):
         rest_scores, rest_predicted, rest_true = _pooled([f for i, f in enumerate(folds) if i != k], method)
-        threshold = metrics.choose_threshold(rest_scores, rest_predicted, rest_true, mpox_index, 0.05, 0.01)
+        _, per_label = _thresholds(rest_scores, rest_predicted, rest_true, kind, mpox_index, n_classes)
         scores, predicted, y_true = _pooled([held], method)
+        flags = _flagged(scores, predicted, per_label)
         before = metrics.recall_with_threshold(scores, predicted, y_true, mpox_index)
-        cut = -np.inf if threshold is None else threshold
-        drops.append(before - metrics.recall_with_threshold(scores, predicted, y_true, mpox_index, cut))
+        drops.append(before - _mpox_recall(flags, predicted, y_true, mpox_index))
+        known.append(float(flags.mean()))
+        ood_flags = [
+            _flagged(_scores(b, method), np.asarray(b["probs"]).argmax(axis=1), per_label)  # type: ignore[arg-type]
+            for folder in held.get("ood", {})
+            for b in _ood_blocks([held], folder)
+        ]
+        if ood_flags:
+            ood.append(float(np.concatenate(ood_flags).mean()))
     return {
         "mpox_recall_drop": metrics.mean_sd(drops),
         "max_mpox_recall_drop": max(drops),
         "folds_over_budget": sum(d > 0.05 + 1e-12 for d in drops),
+        "known_flagged": metrics.mean_sd(known),
+        **({"ood_flagged": metrics.mean_sd(ood)} if ood else {}),
     }
 
 
@@ -640,29 +714,43 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
         return []
     check = rule.get("held_out_check") or {}
     methods = rule.get("methods") or {}
+    label_thresholds = rule.get("label_thresholds") or {}
+    if label_thresholds:
+        cuts = ", ".join(f"{name} {value:.4f}" for name, value in label_thresholds.items())
+        statement = f"{rule['score']} below the top label's threshold ({cuts}) → inconclusive"
+    else:
+        statement = f"{rule['score']} below **{rule['threshold']:.4f}** → inconclusive"
     lines = [
         f"## Inconclusive rule and out-of-distribution photos ({rule.get('title', TITLES['fast_mpoxnet'])})",
         "",
-        f"Rule: {rule['score']} below **{rule['threshold']:.4f}** → inconclusive (method `{rule['method']}`). "
-        f"The threshold was chosen on the {rule['chosen_on']}: the {rule['rule']}. It was not tuned on the OOD "
-        "photos, which are used only to report it"
+        f"Rule: {statement} (method `{rule['method']}`, {rule.get('kind', 'single').replace('_', ' ')}). "
+        f"The thresholds were chosen on the {rule['chosen_on']}: {rule['rule']}. They were not tuned on the OOD "
+        "photos, which are used only to report them"
         + (
             " and to pick, among the scores the site can apply, the one that flags the most of them (so the OOD "
             "figure of the chosen score is slightly optimistic)."
-            if len([m for m in methods if m in DEPLOYABLE_METHODS]) > 1
+            if len({m["method"] for m in methods.values() if m["method"] in DEPLOYABLE_METHODS}) > 1
             else "."
         ),
         "",
         f"- Mpox recall (inconclusive counted as missed): {rule['mpox_recall_before']:.2%} without the rule, "
         f"{rule['mpox_recall_after']:.2%} with it "
         f"(drop {(rule['mpox_recall_before'] - rule['mpox_recall_after']) * 100:.1f} points).",
-        f"- Known-class test photos flagged inconclusive: {rule['known_flagged_fraction']:.1%}.",
+        f"- Known-class test photos flagged inconclusive: {rule['known_flagged_fraction']:.1%}"
+        + (
+            f"; accuracy of the labels still shown: {rule['accuracy_shown']:.1%}."
+            if rule.get("accuracy_shown") is not None
+            else "."
+        ),
         *(
             [
-                f"- Held-out check (threshold chosen on the other folds, applied to each fold): mpox recall drop "
+                f"- Held-out check (thresholds chosen on the other folds, applied to each fold): mpox recall drop "
                 f"{check['mpox_recall_drop']['mean'] * 100:.1f} ± {check['mpox_recall_drop']['sd'] * 100:.1f} points, "
                 f"worst {check['max_mpox_recall_drop'] * 100:.1f}; {check['folds_over_budget']} fold(s) over the "
-                "5-point budget."
+                "5-point budget"
+                + (f"; known photos flagged {check['known_flagged']['mean']:.1%}" if "known_flagged" in check else "")
+                + (f"; OOD photos flagged {check['ood_flagged']['mean']:.1%}" if "ood_flagged" in check else "")
+                + "."
             ]
             if check
             else []
@@ -703,19 +791,22 @@ def _inconclusive_markdown(rule: dict[str, Any]) -> list[str]:
         folders = list(rule["ood"])
         lines += [
             "",
-            "Every score under the same budget (site: the scores `ml.checkpoint.InconclusiveRule` can apply):",
+            "Every score and kind of rule under the same budget (site: the scores `ml.checkpoint.InconclusiveRule` "
+            "can apply; by label: " + RULE_KIND_DESCRIPTIONS["by_label"] + "):",
             "",
-            "| score | site | threshold | known flagged | mpox recall after | worst held-out drop | OOD flagged | "
-            + " | ".join(folders)
-            + " |",
-            "| --- | --- | --- | --- | --- | --- | --- |" + " --- |" * len(folders),
+            "| score | rule | site | mpox threshold | known flagged | accuracy shown | mpox recall after | "
+            "worst held-out drop | OOD flagged | " + " | ".join(folders) + " |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + " --- |" * len(folders),
         ]
-        for name, row in methods.items():
+        for row in methods.values():
             threshold = "none fits" if row["threshold"] is None else f"{row['threshold']:.4f}"
             worst = row["held_out_check"].get("max_mpox_recall_drop")
+            shown = row.get("accuracy_shown")
             lines.append(
-                f"| {SCORE_DESCRIPTIONS[name]} | {'yes' if name in DEPLOYABLE_METHODS else 'no'} | {threshold} | "
-                f"{row['known_flagged_fraction']:.1%} | {row['mpox_recall_after']:.2%} | "
+                f"| {SCORE_DESCRIPTIONS[row['method']]} | {row['kind'].replace('_', ' ')} | "
+                f"{'yes' if row['method'] in DEPLOYABLE_METHODS else 'no'} | {threshold} | "
+                f"{row['known_flagged_fraction']:.1%} | {'n/a' if shown is None else f'{shown:.1%}'} | "
+                f"{row['mpox_recall_after']:.2%} | "
                 + ("n/a" if worst is None else f"{worst * 100:.1f} pts")
                 + f" | {row['ood_flagged_fraction']:.1%} | "
                 + " | ".join(f"{row['ood_by_folder'].get(f, 0.0):.1%}" for f in folders)

@@ -12,7 +12,7 @@ from PIL import Image
 
 import ml.cam
 import ml.inference
-from ml.checkpoint import PAPER_CLASSES, CheckpointError, Preprocessing, file_sha256
+from ml.checkpoint import PAPER_CLASSES, CheckpointError, InconclusiveRule, Preprocessing, file_sha256
 from ml.export import EXPORT_VERSION, export_onnx
 from ml.imaging import CorruptImageError
 from ml.inference import Prediction, Predictor, to_input
@@ -184,6 +184,26 @@ def test_low_confidence_is_inconclusive_per_the_checkpoint(on_onnx, tmp_path, jp
     assert Predictor.load(path, backend="torch").predict(jpeg).inconclusive
     # The default rule (threshold 0) never withholds an answer.
     assert not on_onnx.predict(jpeg).inconclusive
+
+
+def test_a_by_label_rule_flags_a_prediction_by_its_top_labels_threshold(on_torch, tmp_path, jpeg) -> None:
+    answer = on_torch.predict(jpeg, heatmap=False)
+    top = PAPER_CLASSES.index(answer.label)
+    score = max(answer.probabilities.values())
+
+    def inconclusive_with(top_threshold: float, other_threshold: float) -> bool:
+        thresholds = tuple(top_threshold if i == top else other_threshold for i in range(len(PAPER_CLASSES)))
+        path = tmp_path / f"by_label_{top_threshold}.pt"
+        checkpoint = checkpoint_for(calibrated_model(seed=11))
+        checkpoint = dataclasses.replace(
+            checkpoint, inconclusive=InconclusiveRule(threshold=0.0, label_thresholds=thresholds)
+        )
+        checkpoint.save(path)
+        return Predictor.load(path, backend="torch").predict(jpeg, heatmap=False).inconclusive
+
+    # Only the top label's threshold counts, whatever the others are.
+    assert inconclusive_with(score + 0.01, 0.0)
+    assert not inconclusive_with(score - 0.01, 1.0)
 
 
 def test_auto_uses_a_matching_onnx_export(weights, onnx_file, onnx_cache) -> None:

@@ -44,12 +44,17 @@ def test_practicality_score_normalises_each_metric_across_models() -> None:
     assert scores["middle"] == pytest.approx(0.5 * (0.15 + 0.4 + 0.35))
 
 
-def test_threshold_keeps_mpox_recall_within_the_budget() -> None:
+def noisy_predictions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-probability scores, predicted labels and true labels of 400 noisy three-class predictions."""
     rng = np.random.default_rng(0)
     y_true = rng.integers(0, 3, 400)
     logits = rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[y_true]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    scores, predicted = metrics.confidence(probs), probs.argmax(axis=1)
+    return metrics.confidence(probs), probs.argmax(axis=1), y_true
+
+
+def test_threshold_keeps_mpox_recall_within_the_budget() -> None:
+    scores, predicted, y_true = noisy_predictions()
     threshold = metrics.choose_threshold(scores, predicted, y_true, 1, max_recall_drop=0.05, margin=0.01)
     assert threshold is not None
     before = metrics.recall_with_threshold(scores, predicted, y_true, 1)
@@ -89,3 +94,64 @@ def test_certainty_is_one_for_a_sure_prediction_and_zero_for_a_uniform_one() -> 
     assert metrics.confidence(probs, "certainty") == pytest.approx([1.0, 0.0])
     with pytest.raises(ValueError, match="unknown confidence"):
         metrics.confidence(probs, "energy")
+
+
+def test_the_reassuring_threshold_ignores_mpox_predictions() -> None:
+    # Reassuring predictions (not mpox, index 2) by score: wrong, wrong, right, right, right.
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.15])
+    predicted = np.array([0, 1, 0, 1, 0, 2])
+    y_true = np.array([1, 0, 0, 1, 0, 2])  # the mpox prediction at 0.15 is right
+    # Below 0.5 the reassuring labels were right 2 times out of 4; below anything larger, 3 out of 5. Counting the
+    # right mpox prediction at 0.15 would give 0.4 instead.
+    assert metrics.choose_reassuring_threshold(scores, predicted, y_true, mpox_index=2) == 0.5
+    # Whatever the mpox predictions score or whether they are right.
+    for mpox_score, mpox_truth in ((0.05, 2), (0.45, 0), (0.9, 2)):
+        moved = np.array([*scores[:5], mpox_score])
+        truth = np.array([*y_true[:5], mpox_truth])
+        assert metrics.choose_reassuring_threshold(moved, predicted, truth, mpox_index=2) == 0.5
+    # A stricter accuracy flags only the two wrong ones.
+    assert metrics.choose_reassuring_threshold(scores, predicted, y_true, mpox_index=2, max_accuracy=0.0) == 0.3
+
+
+def test_the_reassuring_threshold_never_splits_tied_scores() -> None:
+    predicted = np.zeros(4, dtype=int)
+    scores = np.array([0.2, 0.2, 0.4, 0.6])
+    for first_two in ([1, 0], [0, 1]):  # one of the two tied predictions is wrong, whichever comes first
+        y_true = np.array([*first_two, 0, 0])
+        # Flagging only the wrong one of the tie is impossible (score < t flags both or neither); both are right
+        # half the time, which is within 0.5 but not within 0.4.
+        assert metrics.choose_reassuring_threshold(scores, predicted, y_true, mpox_index=1) == 0.4
+        assert metrics.choose_reassuring_threshold(scores, predicted, y_true, mpox_index=1, max_accuracy=0.4) is None
+    # A tie at the top that may all be flagged: the threshold is just above it, so every prediction is flagged.
+    both_wrong = metrics.choose_reassuring_threshold(np.array([0.3, 0.3]), np.array([0, 0]), [1, 1], mpox_index=1)
+    assert both_wrong == np.nextafter(0.3, np.inf)
+    assert both_wrong is not None
+    assert (np.array([0.3, 0.3]) < both_wrong).all()
+
+
+def test_no_reassuring_threshold_when_every_reassuring_prediction_was_right() -> None:
+    scores = np.array([0.1, 0.3, 0.5, 0.7])
+    predicted = np.array([2, 0, 1, 2])
+    # The mpox predictions are wrong, but they are not the reassuring labels' business.
+    assert metrics.choose_reassuring_threshold(scores, predicted, [0, 0, 1, 0], mpox_index=2) is None
+    # Nor is there one without any reassuring prediction.
+    assert metrics.choose_reassuring_threshold(scores, np.full(4, 2), [0, 1, 0, 1], mpox_index=2) is None
+
+
+def test_the_reassuring_threshold_is_the_largest_whose_flagged_labels_are_right_at_most_half_the_time() -> None:
+    scores, predicted, y_true = noisy_predictions()
+    reassuring = predicted != 1
+    right = predicted == y_true
+
+    def accuracy_below(threshold: float) -> float:
+        flagged = reassuring & (scores < threshold)
+        return float(right[flagged].mean())
+
+    threshold = metrics.choose_reassuring_threshold(scores, predicted, y_true, 1)
+    assert threshold is not None
+    assert 0 < (reassuring & (scores < threshold)).sum() < reassuring.sum()
+    assert accuracy_below(threshold) <= 0.5
+    # Every larger candidate (the next reassuring scores, and just above the last) flags labels right more often.
+    larger = [*np.unique(scores[reassuring & (scores > threshold)]), np.nextafter(scores[reassuring].max(), np.inf)]
+    assert larger
+    assert all(accuracy_below(float(candidate)) > 0.5 for candidate in larger)

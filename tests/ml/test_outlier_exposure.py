@@ -505,6 +505,37 @@ def test_a_checkpoint_trained_without_it_gets_the_paper_variants_rule(crossval_j
     assert checkpoint.metrics["crossval"] == {"paper": 1}
 
 
+def by_label_crossval(tmp_path: Path, label_thresholds: dict[str, float]) -> Path:
+    rule = {"method": "certainty", "threshold": 0.2, "label_thresholds": label_thresholds}
+    path = tmp_path / "crossval.json"
+    path.write_text(
+        json.dumps(
+            {
+                "variants": {"fast_mpoxnet": {"summary": {}}},
+                "inconclusive": rule,
+                "inconclusive_by_variant": {"fast_mpoxnet": rule},
+            }
+        )
+    )
+    return path
+
+
+def test_a_by_label_rule_is_given_to_the_checkpoint_in_its_class_order(tmp_path) -> None:
+    # Written in another order than the checkpoint's classes.
+    path = by_label_crossval(tmp_path, {"normal": 0.5, "monkeypox": 0.2, "measles": 0.4, "chickenpox": 0.3})
+    checkpoint = apply_crossval_summary(checkpoint_trained_like(), path)
+    assert CLASSES == ("chickenpox", "measles", "monkeypox", "normal")
+    assert checkpoint.inconclusive == InconclusiveRule(
+        method="certainty", threshold=0.2, label_thresholds=(0.3, 0.4, 0.2, 0.5)
+    )
+
+
+def test_a_by_label_rule_without_a_threshold_for_one_of_the_classes_is_refused_by_name(tmp_path) -> None:
+    path = by_label_crossval(tmp_path, {"monkeypox": 0.2, "measles": 0.4, "chickenpox": 0.3})
+    with pytest.raises(ValueError, match="no inconclusive threshold for normal"):
+        apply_crossval_summary(checkpoint_trained_like(), path)
+
+
 def test_a_crossval_file_without_the_checkpoints_variant_is_refused_by_name(tmp_path) -> None:
     path = tmp_path / "crossval.json"
     path.write_text(json.dumps({"variants": {"fast_mpoxnet": {"summary": {}}}, "inconclusive": {"threshold": 0.5}}))
@@ -519,7 +550,14 @@ def test_the_report_written_by_ml_report_sets_each_variants_rule(two_variants) -
         checkpoint = apply_crossval_summary(checkpoint_trained_like(**settings), summary)
         rule = report["inconclusive_by_variant"][key]
         assert checkpoint.metrics["inconclusive"] == rule
-        assert checkpoint.inconclusive == InconclusiveRule(method=rule["method"], threshold=rule["threshold"])
+        # The report's rule is by label: one threshold per class, given to the checkpoint in its class order.
+        assert rule["kind"] == "by_label"
+        assert set(rule["label_thresholds"]) == set(CLASSES)
+        assert checkpoint.inconclusive == InconclusiveRule(
+            method=rule["method"],
+            threshold=rule["threshold"],
+            label_thresholds=tuple(rule["label_thresholds"][name] for name in CLASSES),
+        )
 
 
 def test_the_outlier_folders_are_matched_whatever_their_order(crossval_json) -> None:

@@ -75,12 +75,22 @@ def test_report_writes_markdown_json_and_figures(out) -> None:
     assert 0 <= rule["mpox_recall_before"] - rule["mpox_recall_after"] <= 0.04 + 1e-9
     assert 0 <= rule["ood_flagged_fraction"] <= 1
     assert "hfmd" in rule["ood"]
-    assert set(rule["held_out_check"]) == {"mpox_recall_drop", "max_mpox_recall_drop", "folds_over_budget"}
+    assert rule["kind"] == "by_label"
+    assert set(rule["label_thresholds"]) == set(CLASSES)
+    assert set(rule["held_out_check"]) == {
+        "mpox_recall_drop",
+        "max_mpox_recall_drop",
+        "folds_over_budget",
+        "known_flagged",
+        "ood_flagged",
+    }
     for name in report["figures"].values():
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     markdown = (out / "crossval.md").read_text()
     assert "incomplete" in markdown
     assert "](roc_fast_mpoxnet.png)" in markdown
+    cuts = ", ".join(f"{name} {value:.4f}" for name, value in rule["label_thresholds"].items())
+    assert f"below the top label's threshold ({cuts}) → inconclusive" in markdown
     assert json.loads((out / "fps.json").read_text())["fps"].keys() == {"fast_mpoxnet", "shufflenet_v2_x0_5"}
 
 
@@ -124,12 +134,52 @@ def test_with_logits_every_score_is_compared_and_the_site_gets_the_best_one_it_c
     write_report(tmp_path)
     rule = json.loads((tmp_path / "crossval.json").read_text())["inconclusive"]
 
-    assert set(rule["methods"]) == {"max_probability", "certainty", "energy", "mahalanobis"}
+    # Each score with one threshold; the scores the site can apply also by label (Mahalanobis is report-only).
+    assert set(rule["methods"]) == {
+        "max_probability/single",
+        "max_probability/by_label",
+        "certainty/single",
+        "certainty/by_label",
+        "energy/single",
+        "energy/by_label",
+        "mahalanobis/single",
+    }
     assert rule["method"] in ml.report.DEPLOYABLE_METHODS
-    best = max(rule["methods"][m]["ood_flagged_fraction"] for m in ml.report.DEPLOYABLE_METHODS)
+    assert rule["kind"] == "by_label"
+    best = max(rule["methods"][f"{m}/by_label"]["ood_flagged_fraction"] for m in ml.report.DEPLOYABLE_METHODS)
     assert rule["ood_flagged_fraction"] == best
     for row in rule["methods"].values():
         assert row["mpox_recall_before"] - row["mpox_recall_after"] <= 0.04 + 1e-9
     markdown = (tmp_path / "crossval.md").read_text()
     assert "logsumexp of the logits" in markdown
     assert "Mahalanobis distance" in markdown
+
+
+def test_the_by_label_rule_costs_no_mpox_recall_and_is_stricter_on_the_reassuring_labels(tmp_path) -> None:
+    for fold in (1, 2, 3):
+        fold_file(tmp_path, "fast_mpoxnet", "fast_mpoxnet", fold, seed=fold, scores=True)
+    folds = [json.loads(p.read_text()) for p in sorted((tmp_path / "folds").glob("*.json"))]
+    rule = ml.report.inconclusive_analysis(folds)
+    mpox = ml.report.MPOX
+
+    stricter = []
+    for method in ml.report.DEPLOYABLE_METHODS:
+        by_label, single = rule["methods"][f"{method}/by_label"], rule["methods"][f"{method}/single"]
+        assert (by_label["kind"], single["kind"]) == ("by_label", "single")
+        assert single["label_thresholds"] == {}
+        # The mpox threshold is the single rule's, so mpox recall is the same, held-out folds included.
+        cuts = by_label["label_thresholds"]
+        assert set(cuts) == set(CLASSES)
+        assert cuts[mpox] == by_label["threshold"] == single["threshold"]
+        assert by_label["mpox_recall_after"] == single["mpox_recall_after"]
+        held, held_single = by_label["held_out_check"], single["held_out_check"]
+        assert held["mpox_recall_drop"] == held_single["mpox_recall_drop"]
+        # The reassuring labels are never judged more leniently than mpox, so at least as much is flagged.
+        assert all(cuts[name] >= cuts[mpox] for name in CLASSES)
+        assert by_label["known_flagged_fraction"] >= single["known_flagged_fraction"]
+        assert held["known_flagged"]["mean"] >= held_single["known_flagged"]["mean"]
+        assert by_label["ood_flagged_fraction"] >= single["ood_flagged_fraction"]
+        stricter.append(any(cuts[name] > cuts[mpox] for name in CLASSES))
+    assert any(stricter)  # the data give the by-label rule something to do
+    assert rule["kind"] == "by_label"
+    assert rule["label_thresholds"] == rule["methods"][f"{rule['method']}/by_label"]["label_thresholds"]
