@@ -40,6 +40,7 @@ TITLES = {
     "fast_mpoxnet_oe": "Fast-MpoxNet (ImageNet backbone, outlier exposure)",
     "fast_mpoxnet_20ep": "Fast-MpoxNet (ImageNet backbone, 20 epochs)",
     "shufflenet_v2_x0_5": "ShuffleNetV2-x0.5 (ImageNet backbone)",
+    "shufflenet_v2_x0_5_10ep": "ShuffleNetV2-x0.5 (ImageNet backbone, 10 epochs)",
     "fast_mpoxnet_scratch": "Fast-MpoxNet (from scratch, ablation)",
     "mobilenet_v3_small": "MobileNetV3-small (from scratch)",
 }
