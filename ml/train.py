@@ -55,6 +55,10 @@ class TrainSettings:
     outlier_folders: tuple[str, ...] = ()
     outlier_weight: float = 0.5
     outlier_share: float = 0.25
+    # Recompute the BatchNorm running statistics over the training photos after the last epoch (precise BN).
+    # torchvision's MobileNetV3 averages them with momentum 0.01, tuned for ImageNet's thousands of steps per
+    # epoch; with ~26 steps an epoch here they lag the weights so far that eval mode gives every photo one label.
+    recalibrate_bn: bool = False
     seed: int = 0
     workers: int = 1
     backbone_weights: str = str(DEFAULT_BACKBONE)
@@ -264,8 +268,29 @@ def train_model(
                 tmp,
             )
             tmp.replace(resume_path)
+    if settings.recalibrate_bn:
+        recalibrate_batch_norm(model, eval_tensor(records, cache, preprocessing), device=device)
     model.eval()
     return TrainResult(model=model, history=history, seconds=time.perf_counter() - started)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, inputs: Tensor, *, device: torch.device, batch_size: int = 32) -> None:
+    """Replace every BatchNorm layer's running mean and variance by their plain average over ``inputs`` (the
+    training photos' evaluation crops), leaving the weights alone."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over all batches
+    model.train()
+    for i in range(0, len(inputs), batch_size):
+        model(inputs[i : i + batch_size].to(device))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
 
 
 def _loss(model: nn.Module, inputs: Tensor, targets: Tensor, criterion: nn.Module, settings: TrainSettings) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 
 from ml.checkpoint import Preprocessing, load_checkpoint
 from ml.data import ImageCache, load_dataset
-from ml.train import TrainSettings, main, train_model
+from ml.train import TrainSettings, eval_tensor, main, recalibrate_batch_norm, train_model
 from tests.ml.trees import image_tree
 
 CLASSES = ("chickenpox", "measles", "monkeypox", "normal")
@@ -91,3 +91,45 @@ def test_it_refuses_a_negative_auxiliary_weight_or_head_learning_rate() -> None:
         TrainSettings(aux_weight=-1)
     with pytest.raises(ValueError, match="head learning rate"):
         TrainSettings(head_learning_rate=0)
+
+
+def test_recalibrating_batch_norm_replaces_stale_running_statistics_by_those_of_the_inputs() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4, momentum=0.01))
+    norm = model[1]
+    inputs = torch.randn(40, 3, 8, 8) * 5 + 3  # far from the fresh statistics (mean 0, variance 1)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+
+    recalibrate_batch_norm(model, inputs, device=torch.device("cpu"), batch_size=8)
+
+    with torch.no_grad():
+        features = model[0](inputs)
+    assert torch.allclose(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4)
+    # The cumulative average of per-batch unbiased variances: close to, not exactly, the pooled variance.
+    assert torch.allclose(norm.running_var, features.var(dim=(0, 2, 3)), rtol=0.05)
+    assert norm.momentum == 0.01
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_a_mobilenet_trained_with_batch_norm_recalibration_ends_with_statistics_of_its_training_photos(
+    dataset, cache
+) -> None:
+    settings = TrainSettings(
+        arch="mobilenet_v3_small", pretrained=False, epochs=1, batch_size=4, workers=0, seed=1, recalibrate_bn=True
+    )
+    result = train_model(
+        settings,
+        records=dataset.records,
+        labels=list(dataset.labels),
+        num_classes=4,
+        cache=cache,
+        preprocessing=PRE,
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    first_norm = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    inputs = eval_tensor(dataset.records, cache, PRE)
+    with torch.no_grad():
+        stem = result.model.features[0][0](inputs)  # the convolution before the first BatchNorm
+    assert torch.allclose(first_norm.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert not result.model.training
