@@ -94,15 +94,17 @@ def test_it_refuses_a_negative_auxiliary_weight_or_head_learning_rate() -> None:
 
 
 def test_recalibrating_batch_norm_replaces_stale_running_statistics_by_those_of_the_inputs() -> None:
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4, momentum=0.01))
-    norm = model[1]
+    conv, norm = torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4, momentum=0.01)
+    model = torch.nn.Sequential(conv, norm)
     inputs = torch.randn(40, 3, 8, 8) * 5 + 3  # far from the fresh statistics (mean 0, variance 1)
     weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
 
     recalibrate_batch_norm(model, inputs, device=torch.device("cpu"), batch_size=8)
 
     with torch.no_grad():
-        features = model[0](inputs)
+        features = conv(inputs)
+    assert norm.running_mean is not None
+    assert norm.running_var is not None
     assert torch.allclose(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4)
     # The cumulative average of per-batch unbiased variances: close to, not exactly, the pooled variance.
     assert torch.allclose(norm.running_var, features.var(dim=(0, 2, 3)), rtol=0.05)
@@ -127,9 +129,12 @@ def test_a_mobilenet_trained_with_batch_norm_recalibration_ends_with_statistics_
         device=torch.device("cpu"),
         progress=False,
     )
-    first_norm = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    layers = list(result.model.modules())
+    first_norm = next(m for m in layers if isinstance(m, torch.nn.BatchNorm2d))
+    stem_conv = next(m for m in layers if isinstance(m, torch.nn.Conv2d))  # the convolution before that BatchNorm
     inputs = eval_tensor(dataset.records, cache, PRE)
     with torch.no_grad():
-        stem = result.model.features[0][0](inputs)  # the convolution before the first BatchNorm
+        stem = stem_conv(inputs)
+    assert first_norm.running_mean is not None
     assert torch.allclose(first_norm.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
     assert not result.model.training
