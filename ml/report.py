@@ -503,6 +503,7 @@ def build_report(out_dir: Path, *, remeasure_fps: bool = False) -> dict[str, Any
         "practicality_inputs": f"mean accuracy, FPS, and {mpox} recall and specificity; weights "
         + ", ".join(f"{k} {w}" for k, w in metrics.PRACTICALITY_WEIGHTS.items()),
         "fps_method": fps.get("method", ""),
+        "fps_measured_at": fps.get("measured_at", ""),
         # "inconclusive" is the paper model's rule (older readers); each shippable variant's is in the other key.
         "inconclusive": inconclusive_by_variant.get("fast_mpoxnet", {}),
         "inconclusive_by_variant": inconclusive_by_variant,
@@ -601,8 +602,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "these variants only and changes when variants are added. FPS: "
         + report["fps_method"]
         + " (cached in `fps.json`; rebuild with "
-        "`python -m ml.report --remeasure-fps`). These FPS numbers come from a shared 2-core CPU while training "
-        "ran on it: compare them with each other, not with the paper's i7 numbers.",
+        f"`python -m ml.report --remeasure-fps`; measured {report.get('fps_measured_at') or 'at an unrecorded time'} "
+        "on a shared 2-core CPU): compare them with each other, not with the paper's i7 numbers. Torch eager is "
+        "the same runtime for every architecture; the site runs Fast-MpoxNet on ONNX Runtime, several times faster "
+        "(`ml.bench`).",
         "",
     ]
     scored = [v["fps"] for k, v in variants.items() if k in report["practicality"]]
