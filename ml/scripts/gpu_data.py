@@ -5,8 +5,8 @@ size, the manifest, and the backbone weights.
 ``.gpudata/shufflenetv2_x0.5_backbone_tv.pth``. The device machine cannot read ``../shared`` and its working tree
 is capped at 64 MiB, and the loader shrinks every photo to a 256-pixel short side anyway, so the copy keeps each
 photo upright (EXIF applied), RGB, at that size, as JPEG quality 93 under its original name (PNG names included:
-the decoder goes by content, and PNG at this size would not fit the cap). Add the output folder to
-``.git/info/exclude`` and name it in the device call's ``carry``.
+the decoder goes by content, and PNG at this size would not fit the cap). ``.gitignore`` keeps ``.gpudata/`` out
+of git; name it in the device call's ``carry``.
 """
 
 from __future__ import annotations
