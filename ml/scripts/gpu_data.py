@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"data folder {args.data} does not exist")
+    if not args.backbone.is_file():
+        parser.error(f"backbone weights {args.backbone} do not exist")
     target = args.out / args.data.name
     photos = [p for p in sorted(args.data.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     with ThreadPoolExecutor(max_workers=4) as pool:
