@@ -24,8 +24,10 @@ def cache(dataset):
     return ImageCache(dataset.records, train_short_side=64, eval_resize=64, input_size=64)
 
 
-def run(dataset, cache, epochs, *, lr=3e-3, resume_path=None):
-    settings = TrainSettings(pretrained=False, epochs=epochs, batch_size=4, learning_rate=lr, workers=0, seed=1)
+def run(dataset, cache, epochs, *, lr=3e-3, resume_path=None, **settings_overrides):
+    settings = TrainSettings(
+        pretrained=False, epochs=epochs, batch_size=4, learning_rate=lr, workers=0, seed=1, **settings_overrides
+    )
     return train_model(
         settings,
         records=dataset.records,
@@ -116,19 +118,7 @@ def test_recalibrating_batch_norm_replaces_stale_running_statistics_by_those_of_
 def test_a_mobilenet_trained_with_batch_norm_recalibration_ends_with_statistics_of_its_training_photos(
     dataset, cache
 ) -> None:
-    settings = TrainSettings(
-        arch="mobilenet_v3_small", pretrained=False, epochs=1, batch_size=4, workers=0, seed=1, recalibrate_bn=True
-    )
-    result = train_model(
-        settings,
-        records=dataset.records,
-        labels=list(dataset.labels),
-        num_classes=4,
-        cache=cache,
-        preprocessing=PRE,
-        device=torch.device("cpu"),
-        progress=False,
-    )
+    result = run(dataset, cache, 1, arch="mobilenet_v3_small", recalibrate_bn=True)
     layers = list(result.model.modules())
     first_norm = next(m for m in layers if isinstance(m, torch.nn.BatchNorm2d))
     stem_conv = next(m for m in layers if isinstance(m, torch.nn.Conv2d))  # the convolution before that BatchNorm
