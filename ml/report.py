@@ -619,19 +619,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     if "accuracy_fps" in figures:
         lines += [f"![accuracy vs FPS]({figures['accuracy_fps']})", ""]
-    fast = variants.get("fast_mpoxnet")
-    if fast:
-        acc = fast["summary"]["accuracy"]["mean"]
-        recall = fast["summary"]["per_class"][mpox]["recall"]["mean"]
-        lines += [
-            "## Against the paper",
-            "",
-            f"- Mean accuracy: paper target ≥ {PAPER_TARGETS['accuracy']:.1%}, ours {acc:.1%} "
-            + ("(met)." if acc >= PAPER_TARGETS["accuracy"] else "(**not met**)."),
-            f"- Mpox recall: paper target ≥ {PAPER_TARGETS['mpox_recall']:.1%}, ours {recall:.1%} "
-            + ("(met)." if recall >= PAPER_TARGETS["mpox_recall"] else "(**not met**)."),
-            "",
-        ]
+    shippable = [key for key in SHIPPABLE if key in variants]
+    if shippable:
+        lines += ["## Against the paper", ""]
+        for key in shippable:
+            summary = variants[key]["summary"]
+            acc = summary["accuracy"]["mean"]
+            recall = summary["per_class"][mpox]["recall"]["mean"]
+            lines += [
+                f"- {variants[key]['title']}: mean accuracy {acc:.1%} against the paper's "
+                f"≥ {PAPER_TARGETS['accuracy']:.1%} "
+                + ("(met)" if acc >= PAPER_TARGETS["accuracy"] else "(**not met**)")
+                + f", mpox recall {recall:.1%} against ≥ {PAPER_TARGETS['mpox_recall']:.1%} "
+                + ("(met)." if recall >= PAPER_TARGETS["mpox_recall"] else "(**not met**)."),
+            ]
+        lines.append("")
     lines += _honest_notes(variants)
     for key, v in variants.items():
         s = v["summary"]
@@ -699,6 +701,18 @@ def _honest_notes(variants: dict[str, Any]) -> list[str]:
         "- **Augmentation** is applied on the fly in training (the paper's 12 strategies, 6 per image) rather than "
         "as a pre-augmented dataset, and test folds hold original photos only.",
     ]
+    if "fast_mpoxnet_oe" in variants:
+        notes.append(
+            "- **Outlier exposure** (`fast_mpoxnet_oe`, the shipped weights) is not in the paper: photos of hfmd, "
+            "other and smallpox from the training folds are trained towards an even spread over the classes; its "
+            "inconclusive section below says how the out-of-distribution photos were split."
+        )
+    if "mobilenet_v3_small" in variants:
+        notes.append(
+            "- **MobileNetV3-small** gets its BatchNorm running statistics recomputed over the training photos after "
+            "the last epoch (precise BN): torchvision's momentum of 0.01 leaves them too stale after this dataset's "
+            "few steps per epoch, and eval mode then gave every photo one label."
+        )
     for v in variants.values():
         collapsed = [f for f in v["per_fold"] if f["collapsed"]]
         if collapsed:
