@@ -9,6 +9,8 @@
 # size), because the device machine cannot read ../shared and its working tree is capped at 64 MiB.
 #   VARIANT=fast_mpoxnet                             the run of 2026-11-26 04:00 (shipped until outlier exposure)
 #   VARIANT=fast_mpoxnet_oe OUTLIERS=hfmd,other,smallpox   outlier exposure, cross-validated and final
+#   VARIANT=fast_mpoxnet_paper_folds FINAL=0         the paper's leaky folds; no final model (it would be fast_mpoxnet)
+#   VARIANT=fast_mpoxnet_scratch FINAL=0             the ablation; baselines are not shipped
 set -u
 DATA=${DATA:-.gpudata/mpox-skin}
 BACKBONE=${BACKBONE:-.gpudata/shufflenetv2_x0.5_backbone_tv.pth}
@@ -19,6 +21,7 @@ DEVICE=${DEVICE:-cuda}
 LIMIT=${LIMIT:-520}
 FOLD_WORKERS=${FOLD_WORKERS:-3}
 FINAL_WORKERS=${FINAL_WORKERS:-3}
+FINAL=${FINAL:-1}
 RUN=${RUN:-/tmp/gpu-run}
 OUT=${OUT:-/tmp/gpu-out}
 PYTHON=${PYTHON:-python3}
@@ -27,8 +30,10 @@ mkdir -p "$RUN/final" "$OUT"
 common=(--data "$DATA" --backbone "$BACKBONE" --device "$DEVICE" --threads 1)
 nproc; nvidia-smi -L 2>/dev/null; "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 started=$(date +%s)
-timeout "$LIMIT" "$PYTHON" -m ml.train "${common[@]}" --out "$RUN/final/$VARIANT.pt" --epochs "$EPOCHS" \
-    --workers "$FINAL_WORKERS" ${OUTLIERS:+--outlier-exposure "$OUTLIERS"} >"$RUN/final/train.log" 2>&1 &
+if [ "$FINAL" = 1 ]; then
+    timeout "$LIMIT" "$PYTHON" -m ml.train "${common[@]}" --out "$RUN/final/$VARIANT.pt" --epochs "$EPOCHS" \
+        --workers "$FINAL_WORKERS" ${OUTLIERS:+--outlier-exposure "$OUTLIERS"} >"$RUN/final/train.log" 2>&1 &
+fi
 timeout "$LIMIT" "$PYTHON" -m ml.crossval "${common[@]}" --out "$RUN/crossval" --variants "$VARIANT" \
     --epochs "$EPOCHS" --jobs 5 --workers "$FOLD_WORKERS" --no-report >"$RUN/$VARIANT.log" 2>&1 &
 wait

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.data import group_stratified_folds, load_dataset
+from ml.data import group_stratified_folds, groups_shared, load_dataset, stratified_folds
 from tests.ml.trees import image_tree
 
 CLASSES = ("chickenpox", "monkeypox")
@@ -36,6 +36,18 @@ def test_groups_never_straddle_folds_and_classes_are_stratified(dataset) -> None
         assert not set(dataset.groups[train]) & set(dataset.groups[test])
         counts = np.bincount(dataset.labels[test], minlength=2)
         assert counts.tolist() == [4, 6]
+
+
+def test_the_papers_class_stratified_folds_let_crops_of_one_photo_straddle_and_count_them(dataset) -> None:
+    folds = stratified_folds(dataset, n_folds=5, seed=0)
+    assert sorted(np.concatenate([test for _, test in folds])) == list(range(50))
+    for _, test in folds:
+        assert np.bincount(dataset.labels[test], minlength=2).tolist() == [4, 6]
+    shared = [groups_shared(dataset, train, test) for train, test in folds]
+    assert sum(shared) > 0  # pairs of crops, shuffled: some land on both sides
+    for (train, test), count in zip(folds, shared, strict=True):
+        assert count == sum(g in set(dataset.groups[train]) for g in dataset.groups[test])
+    assert all(groups_shared(dataset, *fold) == 0 for fold in group_stratified_folds(dataset, n_folds=5, seed=0))
 
 
 def test_without_a_manifest_each_file_is_its_own_group(tmp_path) -> None:

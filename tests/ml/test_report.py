@@ -12,7 +12,9 @@ from ml.report import write_report
 CLASSES = ["chickenpox", "measles", "monkeypox", "normal"]
 
 
-def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int, scores: bool = False) -> None:
+def fold_file(
+    out: Path, variant: str, arch: str, fold: int, *, seed: int, scores: bool = False, **extra: object
+) -> None:
     rng = np.random.default_rng(seed)
     y_true = np.repeat(np.arange(4), 10)
     logits = rng.normal(size=(40, 4)) + 2.5 * np.eye(4)[y_true]
@@ -41,7 +43,7 @@ def fold_file(out: Path, variant: str, arch: str, fold: int, *, seed: int, score
         data["ood"]["hfmd"] |= {"logits": ood_logits.tolist(), "mahalanobis": (-rng.uniform(3, 9, size=6)).tolist()}
     path = out / "folds" / f"{variant}_fold{fold}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data | extra))
 
 
 @pytest.fixture
@@ -183,3 +185,29 @@ def test_the_by_label_rule_costs_no_mpox_recall_and_is_stricter_on_the_reassurin
     assert any(stricter)  # the data give the by-label rule something to do
     assert rule["kind"] == "by_label"
     assert rule["label_thresholds"] == rule["methods"][f"{rule['method']}/by_label"]["label_thresholds"]
+
+
+def test_the_paper_folds_run_is_set_against_the_group_aware_one(tmp_path, monkeypatch) -> None:
+    for fold in range(1, 6):
+        fold_file(tmp_path, "fast_mpoxnet", "fast_mpoxnet", fold, seed=fold)
+        fold_file(
+            tmp_path,
+            "fast_mpoxnet_paper_folds",
+            "fast_mpoxnet",
+            fold,
+            seed=fold + 10,
+            test_photos_sharing_a_group_with_training=8,
+        )
+    monkeypatch.setattr(ml.report, "measure_fps_interleaved", lambda archs, num_classes: dict.fromkeys(archs, 30.0))
+    write_report(tmp_path)
+    report = json.loads((tmp_path / "crossval.json").read_text())
+    leaky, grouped = report["variants"]["fast_mpoxnet_paper_folds"], report["variants"]["fast_mpoxnet"]
+    assert [f["test_sharing_group"] for f in leaky["per_fold"]] == [8] * 5
+    markdown = (tmp_path / "crossval.md").read_text()
+    accuracy = leaky["summary"]["accuracy"]["mean"], grouped["summary"]["accuracy"]["mean"]
+    assert (
+        "The same training on the paper's kind of folds, split by class only (20.0% of the test photos had a crop "
+        f"or re-framing of the same photo in training): accuracy {accuracy[0]:.1%}"
+    ) in markdown
+    assert f"The split alone is worth {100 * (accuracy[0] - accuracy[1]):+.1f} points of accuracy" in markdown
+    assert "fast_mpoxnet_paper_folds" not in report["inconclusive_by_variant"]
