@@ -211,3 +211,5 @@ def test_the_paper_folds_run_is_set_against_the_group_aware_one(tmp_path, monkey
     ) in markdown
     assert f"The split alone is worth {100 * (accuracy[0] - accuracy[1]):+.1f} points of accuracy" in markdown
     assert "fast_mpoxnet_paper_folds" not in report["inconclusive_by_variant"]
+    assert set(report["practicality"]) == {"fast_mpoxnet"}
+    assert "| n/a (leaky folds) |" in markdown
