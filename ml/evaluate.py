@@ -1,6 +1,6 @@
 """Evaluate shipped weights on any folder-per-class tree, with the production preprocessing.
 
-``python -m ml.evaluate --data DIR [--weights PATH] [--backend auto|torch|onnx] [--json]``
+``python -m ml.evaluate --data DIR [--weights PATH] [--backend auto|openvino|onnx|torch] [--json]``
 
 Folders named after one of the model's classes are scored (accuracy, per-class precision/recall/specificity/F1,
 confusion matrix); any other folder is treated as out-of-distribution and reported by what the model called its
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder-per-class tree")
     parser.add_argument("--weights", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint (default: %(default)s)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "openvino", "onnx", "torch"), default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

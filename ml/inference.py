@@ -1,12 +1,16 @@
 """Inference for the clinic site: load a checkpoint once per process, then ``predict`` photos.
 
-    predictor = Predictor.load()              # ml/weights/fast_mpoxnet.pt, ONNX Runtime when available
+    predictor = Predictor.load()              # ml/weights/fast_mpoxnet.pt, OpenVINO or ONNX Runtime when available
     prediction = predictor.predict(upload_bytes)
     prediction.label, prediction.probabilities, prediction.inconclusive, prediction.heatmap
 
-Two backends give the same numbers (``tests/ml/test_inference.py`` holds them to 1e-4): ONNX Runtime, several
-times faster at batch 1, and torch eager. Both return the ABLGFM feature map with the logits, so the Grad-CAM
-heatmap costs a 256 x 49 product and a resize (``ml.cam``).
+Three backends give the same numbers (``tests/ml/test_inference.py`` holds them to 1e-4): OpenVINO and ONNX
+Runtime, both running the ONNX export (``ml.export``) several times faster than torch eager at batch 1, and torch
+eager itself. OpenVINO is the fastest here (it fuses each GELU into its convolution and runs each channel shuffle as
+one step, with two layout conversions in the whole graph, where ONNX Runtime converts layouts around every
+shuffle), so ``auto`` tries it first. Every
+backend returns the ABLGFM feature map with the logits, so the Grad-CAM heatmap costs a 256 x 49 product and a
+resize (``ml.cam``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +58,8 @@ __all__ = ["Prediction", "Predictor", "Timings", "heatmap_png", "model_version",
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "onnx", "torch"]
+Backend = Literal["auto", "openvino", "onnx", "torch"]
+BACKENDS: tuple[Backend, ...] = ("auto", "openvino", "onnx", "torch")
 ImageInput = bytes | str | Path | Image.Image
 
 # Where an ONNX export is written when the one beside the weights is missing or stale (the weights folder may be
@@ -161,6 +167,41 @@ class _OnnxRunner:
         return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
 
 
+class _OpenVinoRunner:
+    name = "openvino"
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnx
+        import openvino as ov
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        self.path = path
+        self.weights_sha256 = meta.get(WEIGHTS_SHA256_KEY, "")
+        # One stream with every allowed core on it: the lowest latency for a lone photo. f32 throughout, so that
+        # CPUs with bf16 units compute what the other backends compute. (A second model with a stream per core for
+        # batches, one photo per stream, measured no faster in ml.bench: 990-1,090 photos a second at batch 8.)
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": max(1, threads or available_cores()),
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self._local = threading.local()  # an infer request is not thread-safe: one per calling thread
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        logits, features = [], []
+        for image in batch:  # the export takes one image at a time; each call already uses every core
+            request.infer({INPUT_NAME: image[None]})
+            # The request reuses its output buffers for the next photo.
+            logits.append(request.get_tensor(OUTPUT_NAMES[0]).data.copy())
+            features.append(request.get_tensor(OUTPUT_NAMES[1]).data.copy())
+        return np.concatenate(logits), np.concatenate(features)
+
+
 class Predictor:
     """A checkpoint loaded for serving. Build it once per process with ``Predictor.load``; ``predict`` may be called
     from several threads."""
@@ -185,30 +226,33 @@ class Predictor:
     ) -> Predictor:
         """Load ``weights`` (default ``ml/weights/fast_mpoxnet.pt``) for inference.
 
-        ``backend="auto"`` uses ONNX Runtime with the export at ``onnx_path`` (default: the weights path with
-        ``.onnx``) when it was made from these weights, otherwise exports the checkpoint into ``ONNX_CACHE_DIR``;
-        should that fail it falls back to torch eager, with a warning. ``"onnx"`` raises instead of falling back.
-        ``threads`` caps the cores used: ONNX Runtime runs a batch's images on up to ``threads`` threads at once, one
-        thread each, and with ``threads`` > 1 a lone image's two fusion inputs on two threads (default: every
-        available core); for torch it sets ``torch.set_num_threads``, which is process-wide.
+        ``backend="auto"`` runs the export at ``onnx_path`` (default: the weights path with ``.onnx``) when it was
+        made from these weights, otherwise exports the checkpoint into ``ONNX_CACHE_DIR``; it runs on OpenVINO,
+        or should that fail on ONNX Runtime, or should that fail too on torch eager, with a warning for each
+        fallback. ``"openvino"`` and ``"onnx"`` raise instead of falling back. ``threads`` caps the cores used
+        (default: every available core): OpenVINO runs each image on all of them; ONNX Runtime runs a batch's
+        images on up to ``threads`` threads at once, one thread each, and with ``threads`` > 1 a lone image's two
+        fusion inputs on two threads; for torch it sets ``torch.set_num_threads``, which is process-wide.
         """
-        if backend not in ("auto", "onnx", "torch"):
-            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         weights = Path(weights) if weights is not None else DEFAULT_CHECKPOINT
         checkpoint = load_checkpoint(weights)
         if checkpoint.arch != "fast_mpoxnet":
             raise CheckpointError(f"{weights} holds {checkpoint.arch}; the site serves only fast_mpoxnet checkpoints")
         sha = file_sha256(weights)
         runner: _Runner | None = None
-        if backend != "torch":
+        for kind in ("openvino", "onnx"):
+            if runner is not None or backend not in ("auto", kind):
+                continue
             try:
-                runner = _open_onnx(checkpoint, weights, sha, onnx_path, threads)
+                runner = _open_export(kind, checkpoint, weights, sha, onnx_path, threads)
             except Exception:
-                # Any failure of ONNX Runtime or the export (their error types vary by version) leaves the slower
-                # but equivalent torch backend, which is still correct.
-                if backend == "onnx":
+                # Any failure of a runtime or of the export (their error types vary by version) leaves the next
+                # backend, slower but equivalent, so still correct.
+                if backend == kind:
                     raise
-                logger.warning("ONNX Runtime unavailable for %s; falling back to torch eager", weights, exc_info=True)
+                logger.warning("%s unavailable for %s; trying the next backend", kind, weights, exc_info=True)
         if runner is None:
             if threads is not None:
                 torch.set_num_threads(threads)
@@ -286,12 +330,20 @@ def model_version(checkpoint: Checkpoint, weights_sha256: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def _open_onnx(
-    checkpoint: Checkpoint, weights: Path, sha: str, onnx_path: str | Path | None, threads: int | None
-) -> _OnnxRunner:
+def _open_export(
+    kind: Literal["openvino", "onnx"],
+    checkpoint: Checkpoint,
+    weights: Path,
+    sha: str,
+    onnx_path: str | Path | None,
+    threads: int | None,
+) -> _OpenVinoRunner | _OnnxRunner:
+    """A runner of kind ``kind`` on the ONNX export of ``weights``: the one at ``onnx_path`` if it was made from
+    these weights, else a fresh one in ``ONNX_CACHE_DIR``."""
+    runner_class = _OpenVinoRunner if kind == "openvino" else _OnnxRunner
     path = Path(onnx_path) if onnx_path is not None else weights.with_suffix(".onnx")
     if path.is_file():
-        runner = _OnnxRunner(path, threads)
+        runner = runner_class(path, threads)
         if runner.weights_sha256 == sha:
             return runner
         logger.warning("%s was exported from other weights than %s; using a fresh export", path, weights)
@@ -300,7 +352,7 @@ def _open_onnx(
     cached = ONNX_CACHE_DIR / f"{checkpoint.arch}-{sha[:16]}-v{EXPORT_VERSION}.onnx"
     if not cached.is_file():
         export_onnx(checkpoint, cached, weights_sha256=sha)
-    runner = _OnnxRunner(cached, threads)
+    runner = runner_class(cached, threads)
     if runner.weights_sha256 != sha:
         raise ValueError(f"{cached} does not hold the export of {weights}")
     return runner

@@ -280,8 +280,10 @@ if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
 # --- Mpox triage ---
 MPOX_MODEL_WEIGHTS = envpath("MPOX_MODEL_WEIGHTS", BASE_DIR / "ml" / "weights" / "fast_mpoxnet.pt")
 MPOX_INFERENCE_BACKEND = env("MPOX_INFERENCE_BACKEND", "auto")
-if MPOX_INFERENCE_BACKEND not in ("auto", "onnx", "torch"):
-    raise ImproperlyConfigured(f"MPOX_INFERENCE_BACKEND must be auto, onnx or torch, got {MPOX_INFERENCE_BACKEND!r}")
+if MPOX_INFERENCE_BACKEND not in ("auto", "openvino", "onnx", "torch"):
+    raise ImproperlyConfigured(
+        f"MPOX_INFERENCE_BACKEND must be auto, openvino, onnx or torch, got {MPOX_INFERENCE_BACKEND!r}"
+    )
 MPOX_INFERENCE_THREADS = envint("MPOX_INFERENCE_THREADS", "0")  # 0: let the runtime decide
 # An mpox probability at or above this shows the isolation-and-referral advisory.
 MPOX_ADVISORY_THRESHOLD = envfloat("MPOX_ADVISORY_THRESHOLD", "0.5")

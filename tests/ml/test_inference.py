@@ -50,6 +50,11 @@ def on_onnx(weights, onnx_file) -> Predictor:
 
 
 @pytest.fixture(scope="module")
+def on_openvino(weights, onnx_file) -> Predictor:
+    return Predictor.load(weights, backend="openvino")
+
+
+@pytest.fixture(scope="module")
 def jpeg() -> bytes:
     return encode(photo(640, 480, seed=2), "JPEG", quality=92)
 
@@ -77,17 +82,22 @@ def test_a_prediction_is_a_small_frozen_record(on_onnx, jpeg) -> None:
         prediction.heatmap[0, 0] = 1.0
 
 
-def test_torch_and_onnx_runtime_agree(on_torch, on_onnx) -> None:
+@pytest.mark.parametrize(("backend", "threads"), [("onnx", None), ("openvino", 1), ("openvino", 2)])
+def test_the_fast_backends_agree_with_torch(weights, onnx_file, on_torch, backend, threads) -> None:
+    fast_predictor = Predictor.load(weights, backend=backend, threads=threads)
+    assert fast_predictor.backend == backend
     images = [encode(photo(400, 300, seed=seed), "PNG") for seed in range(3)]
     batch = np.stack([to_input(image, Preprocessing()) for image in images])
 
     torch_logits, torch_features = on_torch._runner.run(batch)
-    onnx_logits, onnx_features = on_onnx._runner.run(batch)
-    assert np.abs(torch_logits - onnx_logits).max() <= 1e-4
+    fast_logits, fast_features = fast_predictor._runner.run(batch)
+    assert fast_logits.shape == torch_logits.shape
+    assert fast_features.shape == torch_features.shape
+    assert np.abs(torch_logits - fast_logits).max() <= 1e-4
     # Features reach ~50 with random weights; float32 summation order differs by about 1e-4 of that.
-    assert np.abs(torch_features - onnx_features).max() <= 1e-4 * np.abs(torch_features).max()
+    assert np.abs(torch_features - fast_features).max() <= 1e-4 * np.abs(torch_features).max()
 
-    for eager, fast in zip(on_torch.predict_batch(images), on_onnx.predict_batch(images), strict=True):
+    for eager, fast in zip(on_torch.predict_batch(images), fast_predictor.predict_batch(images), strict=True):
         assert eager.label == fast.label
         assert all(abs(eager.probabilities[c] - fast.probabilities[c]) <= 1e-5 for c in PAPER_CLASSES)
         assert eager.heatmap is not None
@@ -150,25 +160,41 @@ def test_a_batch_gives_what_single_predictions_give(on_onnx) -> None:
         assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
 
 
-def test_a_batch_spread_over_threads_keeps_each_photo_with_its_own_result(weights, onnx_file) -> None:
-    spread = Predictor.load(weights, backend="onnx", threads=3)
+# ONNX Runtime spreads a batch's photos over threads; OpenVINO runs them one by one on one infer request, which
+# reuses its output buffers. Either way each result must land with its own photo.
+@pytest.mark.parametrize(("backend", "threads"), [("onnx", 3), ("openvino", 1), ("openvino", 2)])
+def test_a_batch_keeps_each_photo_with_its_own_result(weights, onnx_file, backend, threads) -> None:
+    predictor = Predictor.load(weights, backend=backend, threads=threads)
     images = [encode(photo(224, 224, seed=20 + i), "PNG") for i in range(5)]
-    together = spread.predict_batch(images)
+    together = predictor.predict_batch(images)
+    heatmaps = [p.heatmap for p in together if p.heatmap is not None]
+    assert len({h.tobytes() for h in heatmaps}) == len(images)
     for image, batched in zip(images, together, strict=True):
-        single = spread.predict(image)
+        single = predictor.predict(image)
         assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-6)
         assert batched.heatmap is not None
         assert single.heatmap is not None
         assert np.allclose(batched.heatmap, single.heatmap, atol=1e-6)
 
 
-def test_it_is_safe_to_share_between_threads(on_onnx, on_torch) -> None:
+def test_it_is_safe_to_share_between_threads(on_openvino, on_onnx, on_torch) -> None:
+    # Heatmaps tell these photos apart; their probabilities are all nearly one-hot "normal".
     images = [encode(photo(224, 224, seed=i), "PNG") for i in range(3)]
-    for predictor in (on_onnx, on_torch):
-        expected = [predictor.predict(image).probabilities for image in images]
+
+    def heatmaps(predictions: list[Prediction]) -> list[np.ndarray]:
+        return [p.heatmap for p in predictions if p.heatmap is not None]
+
+    for predictor in (on_openvino, on_onnx, on_torch):
+        expected = heatmaps([predictor.predict(image) for image in images])
+        assert len({h.tobytes() for h in expected}) == len(images)
         with ThreadPoolExecutor(max_workers=3) as pool:
-            actual = list(pool.map(lambda image, p=predictor: p.predict(image).probabilities, images))
-        assert actual == [pytest.approx(e, abs=1e-6) for e in expected]
+            actual = heatmaps(list(pool.map(predictor.predict, images)))
+        assert all(np.allclose(a, e, atol=1e-5) for a, e in zip(actual, expected, strict=True))
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            batches = list(pool.map(lambda k, p=predictor: p.predict_batch(images[k:] + images[:k]), range(3)))
+        for shift, batch in enumerate(batches):
+            rotated = expected[shift:] + expected[:shift]
+            assert all(np.allclose(a, e, atol=1e-5) for a, e in zip(heatmaps(batch), rotated, strict=True))
 
 
 def test_the_version_names_the_model_its_date_and_its_weights(on_onnx, weights) -> None:
@@ -206,10 +232,24 @@ def test_a_by_label_rule_flags_a_prediction_by_its_top_labels_threshold(on_torch
     assert not inconclusive_with(score - 0.01, 1.0)
 
 
-def test_auto_uses_a_matching_onnx_export(weights, onnx_file, onnx_cache) -> None:
+def test_auto_uses_a_matching_onnx_export_on_openvino(weights, onnx_file, onnx_cache) -> None:
     predictor = Predictor.load(weights)
-    assert predictor.backend == "onnx"
+    assert predictor.backend == "openvino"
     assert not onnx_cache.exists()
+    assert Predictor.load(weights, backend="onnx").backend == "onnx"
+    assert not onnx_cache.exists()
+
+
+def test_auto_falls_back_to_onnx_runtime_when_openvino_fails(weights, onnx_file, monkeypatch, caplog) -> None:
+    def broken_openvino(*args, **kwargs):
+        raise RuntimeError("no OpenVINO plugin for this CPU")
+
+    monkeypatch.setattr(ml.inference._OpenVinoRunner, "__init__", broken_openvino)
+    with caplog.at_level(logging.WARNING, logger="ml.inference"):
+        assert Predictor.load(weights).backend == "onnx"
+    assert "openvino unavailable" in caplog.text
+    with pytest.raises(RuntimeError, match="no OpenVINO plugin"):
+        Predictor.load(weights, backend="openvino")
 
 
 def test_auto_replaces_a_stale_export_with_a_fresh_one(tmp_path, onnx_file, onnx_cache, caplog) -> None:
@@ -222,7 +262,7 @@ def test_auto_replaces_a_stale_export_with_a_fresh_one(tmp_path, onnx_file, onnx
     with caplog.at_level(logging.WARNING, logger="ml.inference"):
         predictor = Predictor.load(path)
 
-    assert predictor.backend == "onnx"
+    assert predictor.backend == "openvino"
     assert "exported from other weights" in caplog.text
     assert [p.name for p in onnx_cache.iterdir()] == [f"fast_mpoxnet-{file_sha256(path)[:16]}-v{EXPORT_VERSION}.onnx"]
     eager = Predictor.load(path, backend="torch")
@@ -240,9 +280,11 @@ def test_auto_falls_back_to_torch_when_onnx_cannot_be_made(tmp_path, monkeypatch
     monkeypatch.setattr(ml.inference, "export_onnx", broken_export)
     with caplog.at_level(logging.WARNING, logger="ml.inference"):
         assert Predictor.load(path).backend == "torch"
-    assert "falling back to torch" in caplog.text
-    with pytest.raises(RuntimeError, match="exporter unavailable"):
-        Predictor.load(path, backend="onnx")
+    assert "openvino unavailable" in caplog.text
+    assert "onnx unavailable" in caplog.text
+    for backend in ("openvino", "onnx"):
+        with pytest.raises(RuntimeError, match="exporter unavailable"):
+            Predictor.load(path, backend=backend)
 
 
 def test_it_refuses_a_missing_or_foreign_checkpoint(tmp_path) -> None:
