@@ -349,7 +349,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--uploaders", type=int, default=4, help="parallel uploaders in the throughput run")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnx", "torch"])
     parser.add_argument(
         "--debug", action="store_true", help="DEBUG on, as `make run` has it (default: off, as deployed)"
     )
