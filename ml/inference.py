@@ -8,9 +8,8 @@ Three backends give the same numbers (``tests/ml/test_inference.py`` holds them 
 Runtime, both running the ONNX export (``ml.export``) several times faster than torch eager at batch 1, and torch
 eager itself. OpenVINO is the fastest here (it fuses each GELU into its convolution and runs each channel shuffle as
 one step, with two layout conversions in the whole graph, where ONNX Runtime converts layouts around every
-shuffle), so ``auto`` tries it first. Every
-backend returns the ABLGFM feature map with the logits, so the Grad-CAM heatmap costs a 256 x 49 product and a
-resize (``ml.cam``).
+shuffle), so ``auto`` tries it first. Every backend returns the ABLGFM feature map with the logits, so the Grad-CAM
+heatmap costs a 256 x 49 product and a resize (``ml.cam``).
 """
 
 from __future__ import annotations

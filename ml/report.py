@@ -684,12 +684,11 @@ def _paper_folds_lines(variants: dict[str, Any]) -> list[str]:
     leaky, grouped = variants.get(PAPER_FOLDS), variants.get("fast_mpoxnet")
     if leaky is None or grouped is None:
         return []
-    mpox = MPOX
     shared = [f["test_sharing_group"] for f in leaky["per_fold"] if f.get("test_sharing_group") is not None]
     n = [f["n"] for f in leaky["per_fold"]]
 
     def figures(v: dict[str, Any]) -> tuple[float, float]:
-        return v["summary"]["accuracy"]["mean"], v["summary"]["per_class"][mpox]["recall"]["mean"]
+        return v["summary"]["accuracy"]["mean"], v["summary"]["per_class"][MPOX]["recall"]["mean"]
 
     (acc_leaky, rec_leaky), (acc, rec) = figures(leaky), figures(grouped)
     share = f" ({sum(shared) / sum(n):.1%} of the test photos had a crop or re-framing of the same photo in training)"
