@@ -1,4 +1,4 @@
-"""Small photos and checkpoints for the inference tests, made on the fly (no shipped weights needed)."""
+"""Small photos, checkpoints and training runs for the ml tests, made on the fly (no shipped weights needed)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,28 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ml.checkpoint import PAPER_CLASSES, Checkpoint, InconclusiveRule
+from ml.checkpoint import PAPER_CLASSES, Checkpoint, InconclusiveRule, Preprocessing
+from ml.data import Dataset, ImageCache
 from ml.model import FastMpoxNet, fast_mpoxnet
+from ml.train import TrainResult, TrainSettings, train_model
+
+# Tiny photos keep a training run in the tests to seconds.
+TINY_PREPROCESSING = Preprocessing(input_size=64, resize=64)
+
+
+def train_on(settings: TrainSettings, dataset: Dataset, cache: ImageCache, **options: Any) -> TrainResult:
+    """``train_model`` on all of ``dataset``'s class photos at 64 pixels, on the CPU, without a progress bar."""
+    return train_model(
+        settings,
+        records=dataset.records,
+        labels=list(dataset.labels),
+        num_classes=len(dataset.class_names),
+        cache=cache,
+        preprocessing=TINY_PREPROCESSING,
+        device=torch.device("cpu"),
+        progress=False,
+        **options,
+    )
 
 
 @functools.cache

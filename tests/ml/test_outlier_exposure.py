@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ml.checkpoint import Checkpoint, InconclusiveRule, Preprocessing
+from ml.checkpoint import Checkpoint, InconclusiveRule
 from ml.crossval import OUTLIER_EXPOSURE_FOLDERS, VARIANTS, apply_crossval_summary, fold_path, run_fold
 from ml.data import Dataset, ImageCache, ImageRecord, group_stratified_folds, load_dataset, ood_folds
 from ml.model import build_model
@@ -32,8 +32,8 @@ from ml.train import (
     eval_tensor,
     main,
     predict_probabilities,
-    train_model,
 )
+from tests.ml.factories import TINY_PREPROCESSING, train_on
 from tests.ml.trees import image_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,7 +206,7 @@ def test_a_batch_of_outliers_only_trains_the_main_head_towards_uniform(model) ->
 # ------------------------------------------------------------------------------------------------------ training
 
 
-PRE = Preprocessing(input_size=64, resize=64)
+PRE = TINY_PREPROCESSING
 
 
 @pytest.fixture(scope="module")
@@ -222,17 +222,7 @@ def train_cache(train_dataset) -> ImageCache:
 
 
 def train(settings: TrainSettings, dataset: Dataset, cache: ImageCache, outliers: Sequence[ImageRecord]) -> TrainResult:
-    return train_model(
-        settings,
-        records=dataset.records,
-        labels=list(dataset.labels),
-        num_classes=4,
-        cache=cache,
-        preprocessing=PRE,
-        outliers=outliers,
-        device=torch.device("cpu"),
-        progress=False,
-    )
+    return train_on(settings, dataset, cache, outliers=outliers)
 
 
 def distance_from_uniform(probs: np.ndarray) -> float:

@@ -5,13 +5,14 @@ from typing import Any
 import pytest
 import torch
 
-from ml.checkpoint import Preprocessing, load_checkpoint
+from ml.checkpoint import load_checkpoint
 from ml.data import ImageCache, load_dataset
-from ml.train import TrainSettings, eval_tensor, main, recalibrate_batch_norm, train_model
+from ml.train import TrainSettings, eval_tensor, main, recalibrate_batch_norm
+from tests.ml.factories import TINY_PREPROCESSING, train_on
 from tests.ml.trees import image_tree
 
 CLASSES = ("chickenpox", "measles", "monkeypox", "normal")
-PRE = Preprocessing(input_size=64, resize=64)
+PRE = TINY_PREPROCESSING
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +29,13 @@ def run(dataset, cache, epochs, *, lr=3e-3, resume_path=None, **settings_overrid
     settings = TrainSettings(
         pretrained=False, epochs=epochs, batch_size=4, learning_rate=lr, workers=0, seed=1, **settings_overrides
     )
-    return train_model(
+    return train_on(
         settings,
-        records=dataset.records,
-        labels=list(dataset.labels),
-        num_classes=4,
-        cache=cache,
-        preprocessing=PRE,
+        dataset,
+        cache,
         val_records=dataset.records,
         val_labels=list(dataset.labels),
-        device=torch.device("cpu"),
         resume_path=resume_path,
-        progress=False,
     )
 
 
